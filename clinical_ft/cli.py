@@ -1,0 +1,67 @@
+"""`clinical-ft`: list and validate shipped task cards and configs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import resources
+from .config import TaskCard, TrainConfig, load
+from .errors import ClinicalFTError
+
+
+def _ls(args: argparse.Namespace) -> int:
+    for kind in ("tasks", "configs"):
+        print(f"{kind}:")
+        for rel in resources.list_shipped(kind):
+            path = resources.find(rel, kind)
+            extra = ""
+            if kind == "tasks":
+                try:
+                    card = load(TaskCard, path)
+                    extra = f"  [{card.kind}] {card.description[:70]}"
+                except ClinicalFTError:
+                    extra = "  (INVALID: run clinical-ft validate)"
+            print(f"  {str(rel.with_suffix('')):<28}{extra}")
+    return 0
+
+
+def validate_file(path: str) -> str:
+    """Validate one card or config (decided by its folder, else by whether it has `kind`)."""
+    from .config import read_yaml
+
+    p = resources.find(path, "tasks") if "tasks" in str(path) else None
+    if p is None:
+        try:
+            p = resources.find(path, "configs")
+        except ClinicalFTError:
+            p = resources.find(path, "tasks")
+    is_card = "tasks" in p.parts or "kind" in (read_yaml(p) or {})
+    load(TaskCard if is_card else TrainConfig, p)
+    return f"{p}: valid {'task card' if is_card else 'train config'}"
+
+
+def _validate(args: argparse.Namespace) -> int:
+    paths = args.paths or [str(resources.find(r, k)) for k in ("tasks", "configs") for r in resources.list_shipped(k)]
+    failed = 0
+    for path in paths:
+        try:
+            print(validate_file(path))
+        except ClinicalFTError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="clinical-ft", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("ls", help="list shipped task cards and configs")
+    v = sub.add_parser("validate", help="validate cards/configs (all shipped ones when no path is given)")
+    v.add_argument("paths", nargs="*")
+    args = p.parse_args(argv)
+    return {"ls": _ls, "validate": _validate}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

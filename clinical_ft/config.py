@@ -1,0 +1,248 @@
+"""Validated dataclasses for task cards (what a benchmark is) and train configs (how to train).
+
+YAML keys equal dataclass fields. Unknown keys, wrong types and bad values are collected and
+reported together, with the file and the dotted key, in one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+TASK_KINDS = ("ner", "relation", "qa", "readmission", "doc_classification")
+
+
+@dataclass
+class DataSpec:
+    """Where a benchmark's data lives. `files` maps split name (train/validation/test) to a file."""
+
+    format: str
+    path: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    hf_dataset: str | None = None
+    hf_config: str | None = None
+    dev_fraction: float | None = None  # carve validation from train when the release has none
+    split_seed: int = 13
+
+
+@dataclass
+class Reference:
+    """A published score for this benchmark, shown beside ours in tables."""
+
+    model: str
+    score: float
+    source: str
+    metric: str = ""
+
+
+@dataclass
+class TaskCard:
+    """A public benchmark: data, columns, labels, splits, metric, published reference scores."""
+
+    name: str
+    version: int
+    kind: Literal["ner", "relation", "qa", "readmission", "doc_classification"]
+    data: DataSpec
+    metric: str
+    description: str = ""
+    labels: list[str] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)
+    references: list[Reference] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    """How to train: encoder, windowing, optimisation, evaluation, budget."""
+
+    encoder: str = "minilm"
+    max_length: int = 128  # tokens per window, special tokens included
+    stride: int = 32  # tokens shared by consecutive windows
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    group_by_length: bool = True
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    eval_steps: int = 500
+    early_stopping_patience: int = 2  # evaluations without improvement; 0 disables
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on capable GPUs, fp32 on CPU
+    max_train_examples: int | None = None  # budget for CPU users; recorded in metrics
+    max_eval_examples: int | None = None
+    logging_steps: int = 50
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 0
+    aggregation: Literal["clinicalbert", "max", "mean"] = "clinicalbert"
+    aggregation_c: float = 2.0
+    task_options: dict[str, Any] = field(default_factory=dict)  # validated by the task module
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
+    """Check `value` against type `tp`; append problems; return the (possibly converted) value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        sub: list[str] = []
+        out = _coerce(value, inner[0], key, sub)
+        problems.extend(sub)
+        return out
+    if origin is Literal:
+        if value not in args:
+            problems.append(f"{key}: expected one of {list(args)}, found {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{key}: expected a mapping for {tp.__name__}, found {type(value).__name__}")
+            return None
+        return _build(tp, value, key + ".", problems)
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{key}: expected a list, found {type(value).__name__} {value!r}")
+            return []
+        return [_coerce(v, args[0], f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{key}: expected a mapping, found {type(value).__name__}")
+            return {}
+        return {str(k): _coerce(v, args[1], f"{key}.{k}", problems) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 5e-5 as a string
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        problems.append(f"{key}: expected {_type_name(tp)}, found {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = [n for n in fields if n.startswith(str(key)[:3])]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{prefix}{key}: unknown key{hint}; allowed: {sorted(fields)}")
+            continue
+        kwargs[key] = _coerce(value, hints[key], prefix + key, problems)
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default and name not in kwargs:
+            problems.append(f"{prefix}{name}: required key is missing")
+    if any(p.startswith(prefix) for p in problems) and prefix:
+        return None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing key already reported
+        problems.append(f"{prefix or cls.__name__}: {exc}")
+        return None
+
+
+def _check_values(obj: Any, problems: list[str]) -> None:
+    if isinstance(obj, TrainConfig):
+        for name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
+                     "gradient_accumulation_steps", "logging_steps", "eval_steps"):
+            if getattr(obj, name) <= 0:
+                problems.append(f"{name}: expected a positive integer, found {getattr(obj, name)}")
+        if not 0 <= obj.stride < obj.max_length // 2:
+            problems.append(f"stride: expected 0 <= stride < max_length/2 ({obj.max_length // 2}), found {obj.stride}")
+        if not 0.0 <= obj.warmup_ratio < 1.0:
+            problems.append(f"warmup_ratio: expected a value in [0, 1), found {obj.warmup_ratio}")
+        if obj.learning_rate <= 0:
+            problems.append(f"learning_rate: expected > 0, found {obj.learning_rate}")
+        if obj.aggregation_c <= 0:
+            problems.append(f"aggregation_c: expected > 0, found {obj.aggregation_c}")
+    if isinstance(obj, TaskCard):
+        if obj.version < 1:
+            problems.append(f"version: expected an integer >= 1, found {obj.version}")
+        if obj.data and not obj.data.files and not obj.data.hf_dataset:
+            problems.append("data: expected `files` (local) or `hf_dataset` (Hugging Face id)")
+        if obj.data and obj.data.dev_fraction is not None and not 0 < obj.data.dev_fraction < 1:
+            problems.append(f"data.dev_fraction: expected a value in (0, 1), found {obj.data.dev_fraction}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["learning_rate=3e-5", "task_options.pooling=entity_start"]`` into a nested dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError("command line", [f"{item!r}: expected key=value"])
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def from_dict(cls: type, data: dict[str, Any], source: str) -> Any:
+    """Build and validate dataclass `cls` from `data`; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"expected a YAML mapping at top level, found {type(data).__name__}"])
+    problems: list[str] = []
+    obj = _build(cls, data, "", problems)
+    if obj is not None and not problems:  # ranges are checked once types are right
+        _check_values(obj, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return obj
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    return data if data is not None else {}
+
+
+def load(cls: type, path: str | Path | None, overrides: list[str] | dict[str, Any] | None = None) -> Any:
+    """Load dataclass `cls` from a YAML file (or defaults when `path` is None) plus overrides."""
+    data = read_yaml(path) if path is not None else {}
+    extra = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
+    return from_dict(cls, _merge(data, extra), str(path) if path else "defaults")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def dump_yaml(obj: Any, path: str | Path, header: str = "") -> None:
+    text = yaml.safe_dump(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=False)
+    Path(path).write_text(header + text, encoding="utf-8")

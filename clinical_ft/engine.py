@@ -1,0 +1,295 @@
+"""The one training/evaluation path, on `transformers.Trainer` (with `accelerate` under it).
+
+It knows nothing about tasks: a task (see taskapi.Task) supplies data reading, encoding, head,
+collator, decoding and scoring. Multi-GPU needs no code change:
+``torchrun --nproc_per_node N -m clinical_ft.ner train ...`` or ``accelerate launch -m clinical_ft.ner train ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, encoders
+from .config import TaskCard, TrainConfig, dump_yaml, from_dict, read_yaml, to_dict
+from .errors import ClinicalFTError
+from .taskapi import Encoded, Task
+
+log = logging.getLogger("clinical_ft")
+RUN_FILE = "run.yaml"
+
+
+@dataclass
+class Run:
+    """A trained run directory loaded back: card, config, labels, model, tokenizer."""
+
+    path: Path
+    card: TaskCard
+    cfg: TrainConfig
+    labels: list[str]
+    model: Any
+    tokenizer: Any
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (CPU), or peak allocated GPU memory when on CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _precision_flags(precision: str) -> dict[str, bool]:
+    import torch
+
+    if precision == "auto":
+        on_gpu = _on_gpu()
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else ("fp16" if on_gpu else "fp32")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(cfg: TrainConfig, out_dir: Path, has_eval: bool, metric: str) -> Any:
+    """TrainingArguments from a TrainConfig: dynamic padding happens in the collator; here the
+    schedule (warmup + linear decay), length grouping, evaluation, checkpointing and seed."""
+    from transformers import TrainingArguments
+
+    evaluate = has_eval and cfg.eval_strategy != "no"
+    strategy = cfg.eval_strategy if evaluate else "no"
+    return TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        lr_scheduler_type="linear",
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy=strategy,
+        eval_steps=cfg.eval_steps if strategy == "steps" else None,
+        save_strategy=strategy if evaluate else "epoch",
+        save_steps=cfg.eval_steps if strategy == "steps" else 500,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=evaluate,
+        metric_for_best_model=metric if evaluate else None,
+        greater_is_better=True,
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        report_to=[],
+        dataloader_pin_memory=_on_gpu(),
+        **_precision_flags(cfg.precision),
+    )
+
+
+def _limit(examples: list[Any], n: int | None) -> list[Any]:
+    return examples if n is None else examples[:n]
+
+
+def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str]) -> Any:
+    def compute(pred: Any) -> dict[str, float]:
+        preds = task.decode(examples, encoded, pred.predictions, labels)
+        return task.score(examples, preds, labels)
+
+    return compute
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def train(
+    task: Task,
+    card: TaskCard,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    overwrite: bool = False,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune `cfg.encoder` on `card` with `task`'s head; write a self-contained run directory.
+
+    The run directory holds the best model (safetensors), tokenizer, ``run.yaml`` (resolved card,
+    config and labels), ``labels.json``, ``metrics.json`` and a model card ``README.md``. An
+    interrupted run resumes from its last checkpoint when started again with the same `out_dir`.
+
+    Raises:
+        ClinicalFTError: `out_dir` holds a finished run and `overwrite` is False; bad data.
+    """
+    from transformers import EarlyStoppingCallback, Trainer, set_seed
+
+    out = Path(out_dir)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise ClinicalFTError(f"{out} already holds a finished run; pass --overwrite or choose another --out")
+    set_seed(cfg.seed)
+    tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
+    train_ex = task.load_split(card, "train", data_dir)
+    n_train_all = len(train_ex)
+    train_ex = _limit(train_ex, cfg.max_train_examples)
+    labels = task.label_list(card, train_ex)
+    has_dev = "validation" in card.data.files or card.data.dev_fraction is not None
+    dev_ex = _limit(task.load_split(card, "validation", data_dir), cfg.max_eval_examples) if has_dev else []
+
+    model = task.build_model(cfg.encoder, labels, cfg)
+    train_enc = task.encode(tokenizer, train_ex, cfg, labels)
+    dev_enc = task.encode(tokenizer, dev_ex, cfg, labels) if dev_ex else None
+
+    metric = task.metric_for_best_model
+    args = training_arguments(cfg, out, dev_enc is not None, metric)
+    cbs = list(callbacks or [])
+    if args.load_best_model_at_end and cfg.early_stopping_patience > 0:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_enc.dataset,
+        eval_dataset=dev_enc.dataset if dev_enc else None,
+        data_collator=task.collator(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels) if dev_enc else None,
+        preprocess_logits_for_metrics=task.reduce_logits,
+        callbacks=cbs,
+    )
+    main = trainer.is_world_process_zero()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        _save_run_file(out, card, cfg, labels)
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").is_dir() else []
+    if ckpts:
+        log.warning("resuming from the last checkpoint in %s", out / "checkpoints")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=bool(ckpts))
+    wall = time.perf_counter() - start
+
+    n_tokens = int(np.sum(train_enc.dataset["length"] if "length" in train_enc.dataset.column_names
+                          else [len(x) for x in train_enc.dataset["input_ids"]]))
+    epochs = float(trainer.state.epoch or 0.0)
+    metrics: dict[str, Any] = {
+        "task": card.name, "encoder": cfg.encoder, "clinical_ft_version": __version__,
+        "train_examples": len(train_ex), "train_examples_available": n_train_all,
+        "train_features": len(train_enc.dataset), "limited": len(train_ex) < n_train_all or cfg.max_steps > 0,
+        "epochs_run": epochs, "global_steps": trainer.state.global_step,
+        "train_runtime_s": result.metrics.get("train_runtime", wall),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "train_tokens_per_second": n_tokens * epochs / max(wall, 1e-9),
+        "train_loss": result.metrics.get("train_loss"),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "peak_memory_mb": peak_memory_mb(),
+        "device": str(trainer.args.device),
+        "best_checkpoint_metric": trainer.state.best_metric,
+    }
+    if dev_enc is not None:
+        dev = trainer.evaluate()
+        metrics["validation"] = {k.removeprefix("eval_"): v for k, v in dev.items()}
+    if main:
+        trainer.save_model(str(out))  # safetensors + config with id2label
+        tokenizer.save_pretrained(str(out))
+        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run keeps run.yaml instead
+        _write_json(out / "labels.json", labels)
+        _write_json(out / "metrics.json", metrics)
+        _write_model_card(out, card, cfg, metrics)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return metrics
+
+
+def _save_run_file(out: Path, card: TaskCard, cfg: TrainConfig, labels: list[str]) -> None:
+    data = {"clinical_ft_version": __version__, "card": to_dict(card), "config": to_dict(cfg), "labels": labels}
+    header = "# Resolved card and config of this run, written by clinical_ft train. Read by evaluate/predict.\n"
+    dump_yaml(data, out / RUN_FILE, header)
+
+
+def _write_model_card(out: Path, card: TaskCard, cfg: TrainConfig, metrics: dict[str, Any]) -> None:
+    dev = metrics.get("validation", {})
+    lines = [
+        f"# {card.name} ({card.kind}) fine-tuned from `{cfg.encoder}`",
+        "",
+        f"Trained with clinical_ft {__version__} on card `{card.name}` v{card.version}: {card.description}",
+        "",
+        f"- training examples: {metrics['train_examples']} of {metrics['train_examples_available']}"
+        + (" (LIMITED run: not comparable with full-data results)" if metrics["limited"] else ""),
+        f"- epochs run: {metrics['epochs_run']:.2f}, steps: {metrics['global_steps']}, seed: {cfg.seed}",
+        f"- learning rate {cfg.learning_rate}, batch {cfg.per_device_train_batch_size}, "
+        f"max_length {cfg.max_length}, stride {cfg.stride}",
+        f"- validation: {json.dumps({k: v for k, v in dev.items() if isinstance(v, float)}, default=float)}",
+        "",
+        "Intended use: research on biomedical/clinical text. Not a medical device; do not use for",
+        "individual clinical decisions without local validation. Full metrics: metrics.json.",
+    ]
+    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa") -> Run:
+    """Load a run directory written by `train` (model weights via safetensors)."""
+    path = Path(run_dir)
+    if not (path / RUN_FILE).is_file():
+        raise ClinicalFTError(f"{path} is not a clinical_ft run directory (no {RUN_FILE}); train one first")
+    data = read_yaml(path / RUN_FILE)
+    card = from_dict(TaskCard, data["card"], str(path / RUN_FILE) + " card")
+    cfg = from_dict(TrainConfig, data["config"], str(path / RUN_FILE) + " config")
+    if card.kind != task.kind:
+        raise ClinicalFTError(f"{path} was trained for task kind {card.kind!r}, not {task.kind!r}")
+    labels = list(data["labels"])
+    model = task.build_model(str(path), labels, cfg)
+    if attn_implementation != "sdpa":
+        model.set_attn_implementation(attn_implementation)
+    return Run(path, card, cfg, labels, model, encoders.load_tokenizer(str(path)))
+
+
+def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None = None) -> Any:
+    """Run the model over `encoded.dataset` in length-sorted batches; return per-feature
+    reduced predictions in the original order (padded with -100 across batches)."""
+    from transformers import Trainer, TrainingArguments
+
+    ds = encoded.dataset
+    if len(ds) == 0:
+        return np.zeros((0,))
+    lengths = np.asarray([len(x) for x in ds["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    args = TrainingArguments(
+        output_dir=str(run.path / ".predict"), per_device_eval_batch_size=batch_size or run.cfg.per_device_eval_batch_size,
+        report_to=[], disable_tqdm=not sys.stderr.isatty(), dataloader_pin_memory=_on_gpu(),
+        **_precision_flags(run.cfg.precision),
+    )
+    trainer = Trainer(model=run.model, args=args, data_collator=task.collator(run.tokenizer),
+                      processing_class=run.tokenizer, preprocess_logits_for_metrics=task.reduce_logits)
+    out = trainer.predict(ds.select(order.tolist()))
+    shutil.rmtree(run.path / ".predict", ignore_errors=True)
+    preds = out.predictions
+    restored = np.empty_like(preds)
+    restored[order] = preds
+    return restored
+
+
+def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Score `run` on a split of its card; writes ``eval_<split>.json`` into the run directory."""
+    examples = task.load_split(run.card, split, data_dir)
+    encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
+    start = time.perf_counter()
+    preds = task.decode(examples, encoded, predict_raw(task, run, encoded), run.labels)
+    metrics = task.score(examples, preds, run.labels)
+    result = {"split": split, "examples": len(examples), "seconds": time.perf_counter() - start, **metrics}
+    _write_json(run.path / f"eval_{split}.json", result)
+    return result
