@@ -108,6 +108,8 @@ def _coerce(value: Any, tp: Any, key: str, problems: list[str]) -> Any:
         problems.extend(sub)
         return out
     if origin is Literal:
+        if isinstance(value, bool) and ("no" if value is False else "yes") in args:
+            value = "no" if value is False else "yes"  # YAML 1.1 reads `no`/`yes` as booleans
         if value not in args:
             problems.append(f"{key}: expected one of {list(args)}, found {value!r}")
         return value
@@ -192,7 +194,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError("command line", [f"{item!r}: expected key=value"])
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        # YAML typing (numbers, lists, true/false), but yes/no/on/off stay strings
+        value = raw if raw.lower() in ("yes", "no", "on", "off", "y", "n", "") else yaml.safe_load(raw)
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

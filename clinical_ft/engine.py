@@ -101,6 +101,26 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, has_eval: bool, metric: 
     )
 
 
+def _trainer_class() -> type:
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class OrderedEvalTrainer(Trainer):
+        """Trainer whose evaluation keeps dataset order.
+
+        transformers 5 also length-groups *evaluation* batches when train_sampling_strategy is
+        group_by_length; task decoders pair predictions with examples by position, so evaluation
+        stays sequential (distributed evaluation already is, via accelerate's sharding).
+        """
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            if eval_dataset is None:
+                return None
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    return OrderedEvalTrainer
+
+
 def _limit(examples: list[Any], n: int | None) -> list[Any]:
     return examples if n is None else examples[:n]
 
@@ -138,7 +158,7 @@ def train(
     Raises:
         ClinicalFTError: `out_dir` holds a finished run and `overwrite` is False; bad data.
     """
-    from transformers import EarlyStoppingCallback, Trainer, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
 
     out = Path(out_dir)
     if (out / "metrics.json").exists() and not overwrite:
@@ -161,7 +181,7 @@ def train(
     cbs = list(callbacks or [])
     if args.load_best_model_at_end and cfg.early_stopping_patience > 0:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_enc.dataset,
@@ -261,7 +281,7 @@ def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa")
 def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None = None) -> Any:
     """Run the model over `encoded.dataset` in length-sorted batches; return per-feature
     reduced predictions in the original order (padded with -100 across batches)."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     ds = encoded.dataset
     if len(ds) == 0:
@@ -273,7 +293,7 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
         report_to=[], disable_tqdm=not sys.stderr.isatty(), dataloader_pin_memory=_on_gpu(),
         **_precision_flags(run.cfg.precision),
     )
-    trainer = Trainer(model=run.model, args=args, data_collator=task.collator(run.tokenizer),
+    trainer = _trainer_class()(model=run.model, args=args, data_collator=task.collator(run.tokenizer),
                       processing_class=run.tokenizer, preprocess_logits_for_metrics=task.reduce_logits)
     out = trainer.predict(ds.select(order.tolist()))
     shutil.rmtree(run.path / ".predict", ignore_errors=True)

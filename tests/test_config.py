@@ -38,10 +38,11 @@ def test_card_requires_fields_and_nested_keys() -> None:
 
 
 def test_overrides_are_typed_and_nested() -> None:
-    over = parse_overrides(["learning_rate=3e-5", "num_train_epochs=2", "task_options.pooling=cls", "group_by_length=false"])
+    assert from_dict(TrainConfig, {"eval_strategy": False}, "yaml `eval_strategy: no`").eval_strategy == "no"
+    over = parse_overrides(["eval_strategy=no", "learning_rate=3e-5", "num_train_epochs=2", "task_options.pooling=cls", "group_by_length=false"])
     cfg = from_dict(TrainConfig, over, "cli")
     assert cfg.learning_rate == 3e-5 and cfg.num_train_epochs == 2.0 and cfg.group_by_length is False
-    assert cfg.task_options == {"pooling": "cls"}
+    assert cfg.task_options == {"pooling": "cls"} and cfg.eval_strategy == "no"
     with pytest.raises(ConfigError):
         parse_overrides(["no_equals_sign"])
 
