@@ -53,14 +53,35 @@ def _validate(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .interpret.run_report import build_report
+
+    try:
+        print(f"run report written to {build_report(args.run, args.out)}")
+    except ClinicalFTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="clinical-ft", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("ls", help="list shipped task cards and configs")
     v = sub.add_parser("validate", help="validate cards/configs (all shipped ones when no path is given)")
     v.add_argument("paths", nargs="*")
+    r = sub.add_parser("report", help="self-contained HTML page about a run: metrics, curves, model card")
+    r.add_argument("--run", required=True, help="run directory written by train")
+    r.add_argument("--out", required=True, help="HTML file to write")
+    from . import benchmark
+
+    benchmark.add_arguments(sub.add_parser("benchmark", help="grid of card x encoder x seed runs, resumable, "
+                                           "with a results table", description=benchmark.__doc__,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter))
     args = p.parse_args(argv)
-    return {"ls": _ls, "validate": _validate}[args.command](args)
+    if args.command == "benchmark":
+        return benchmark.run_cli(args)
+    return {"ls": _ls, "validate": _validate, "report": _report}[args.command](args)
 
 
 if __name__ == "__main__":

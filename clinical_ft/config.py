@@ -87,6 +87,16 @@ class TrainConfig:
     aggregation: Literal["clinicalbert", "max", "mean"] = "clinicalbert"
     aggregation_c: float = 2.0
     task_options: dict[str, Any] = field(default_factory=dict)  # validated by the task module
+    # fine-tuning method (clinical_ft/methods.py): full, partial (freeze_embeddings/freeze_layers),
+    # head_only (encoder frozen), lora (peft adapters, merged into the saved model)
+    method: Literal["full", "partial", "head_only", "lora"] = "full"
+    freeze_embeddings: bool = False  # method=partial only
+    freeze_layers: int = 0  # method=partial: freeze encoder layers 0..N-1 (bottom N)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    layerwise_lr_decay: float | None = None  # LLRD: layer l gets lr * decay**(depth above l); head gets lr
 
 
 def _type_name(tp: Any) -> str:
@@ -178,6 +188,7 @@ def _check_values(obj: Any, problems: list[str]) -> None:
             problems.append(f"learning_rate: expected > 0, found {obj.learning_rate}")
         if obj.aggregation_c <= 0:
             problems.append(f"aggregation_c: expected > 0, found {obj.aggregation_c}")
+        _check_method(obj, problems)
     if isinstance(obj, TaskCard):
         if obj.version < 1:
             problems.append(f"version: expected an integer >= 1, found {obj.version}")
@@ -185,6 +196,24 @@ def _check_values(obj: Any, problems: list[str]) -> None:
             problems.append("data: expected `files` (local) or `hf_dataset` (Hugging Face id)")
         if obj.data and obj.data.dev_fraction is not None and not 0 < obj.data.dev_fraction < 1:
             problems.append(f"data.dev_fraction: expected a value in (0, 1), found {obj.data.dev_fraction}")
+
+
+def _check_method(cfg: TrainConfig, problems: list[str]) -> None:
+    """Ranges and combinations of the fine-tuning method fields (see clinical_ft/methods.py)."""
+    if cfg.freeze_layers < 0:
+        problems.append(f"freeze_layers: expected an integer >= 0, found {cfg.freeze_layers}")
+    if cfg.method == "partial" and cfg.freeze_layers == 0 and not cfg.freeze_embeddings:
+        problems.append("method: partial freezes nothing; set freeze_layers > 0 and/or freeze_embeddings: true")
+    if cfg.method != "partial" and (cfg.freeze_layers or cfg.freeze_embeddings):
+        problems.append(f"freeze_layers/freeze_embeddings: only used with method: partial, found method: {cfg.method}")
+    if cfg.lora_r <= 0 or cfg.lora_alpha <= 0:
+        problems.append(f"lora_r, lora_alpha: expected positive integers, found {cfg.lora_r}, {cfg.lora_alpha}")
+    if not 0.0 <= cfg.lora_dropout < 1.0:
+        problems.append(f"lora_dropout: expected a value in [0, 1), found {cfg.lora_dropout}")
+    if not cfg.lora_target_modules:
+        problems.append("lora_target_modules: expected module names such as [query, value], found an empty list")
+    if cfg.layerwise_lr_decay is not None and not 0.0 < cfg.layerwise_lr_decay <= 1.0:
+        problems.append(f"layerwise_lr_decay: expected a value in (0, 1] or null, found {cfg.layerwise_lr_decay}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, encoders
+from . import __version__, encoders, leakage, methods
 from .config import TaskCard, TrainConfig, dump_yaml, from_dict, read_yaml, to_dict
 from .errors import ClinicalFTError
 from .taskapi import Encoded, Task
@@ -165,6 +165,7 @@ def train(
         raise ClinicalFTError(f"{out} already holds a finished run; pass --overwrite or choose another --out")
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
+    leakage.check(card, [encoders.resolve(cfg.encoder)], data_dir, missing_ok=True)  # test text in DAPT corpus?
     train_ex = task.load_split(card, "train", data_dir)
     n_train_all = len(train_ex)
     train_ex = _limit(train_ex, cfg.max_train_examples)
@@ -172,13 +173,14 @@ def train(
     has_dev = "validation" in card.data.files or card.data.dev_fraction is not None
     dev_ex = _limit(task.load_split(card, "validation", data_dir), cfg.max_eval_examples) if has_dev else []
 
-    model = task.build_model(cfg.encoder, labels, cfg)
+    model = methods.apply(task.build_model(cfg.encoder, labels, cfg), cfg)  # full/partial/head_only/lora
     train_enc = task.encode(tokenizer, train_ex, cfg, labels)
     dev_enc = task.encode(tokenizer, dev_ex, cfg, labels) if dev_ex else None
 
     metric = task.metric_for_best_model
     args = training_arguments(cfg, out, dev_enc is not None, metric)
     cbs = list(callbacks or [])
+    cbs.append(timer := methods.step_timer())
     if args.load_best_model_at_end and cfg.early_stopping_patience > 0:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = _trainer_class()(
@@ -191,6 +193,7 @@ def train(
         compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels) if dev_enc else None,
         preprocess_logits_for_metrics=task.reduce_logits,
         callbacks=cbs,
+        optimizer_cls_and_kwargs=methods.optimizer_cls_and_kwargs(model, cfg, args),  # None unless LLRD
     )
     main = trainer.is_world_process_zero()
     if main:
@@ -220,12 +223,14 @@ def train(
         "peak_memory_mb": peak_memory_mb(),
         "device": str(trainer.args.device),
         "best_checkpoint_metric": trainer.state.best_metric,
+        **methods.run_metrics(cfg, timer),
     }
     if dev_enc is not None:
         dev = trainer.evaluate()
         metrics["validation"] = {k.removeprefix("eval_"): v for k, v in dev.items()}
     if main:
-        trainer.save_model(str(out))  # safetensors + config with id2label
+        methods.save_model(trainer, out)  # safetensors + config with id2label (LoRA: merged, + adapter/)
+        leakage.carry(encoders.resolve(cfg.encoder), out)
         tokenizer.save_pretrained(str(out))
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run keeps run.yaml instead
         _write_json(out / "labels.json", labels)
@@ -253,6 +258,7 @@ def _write_model_card(out: Path, card: TaskCard, cfg: TrainConfig, metrics: dict
         f"- epochs run: {metrics['epochs_run']:.2f}, steps: {metrics['global_steps']}, seed: {cfg.seed}",
         f"- learning rate {cfg.learning_rate}, batch {cfg.per_device_train_batch_size}, "
         f"max_length {cfg.max_length}, stride {cfg.stride}",
+        f"- fine-tuning method: {methods.describe(cfg)}; trainable parameters {metrics['trainable_parameters']}",
         f"- validation: {json.dumps({k: v for k, v in dev.items() if isinstance(v, float)}, default=float)}",
         "",
         "Intended use: research on biomedical/clinical text. Not a medical device; do not use for",
@@ -303,13 +309,38 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
     return restored
 
 
-def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Score `run` on a split of its card; writes ``eval_<split>.json`` into the run directory."""
+def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None,
+             save_predictions: bool = False) -> dict[str, Any]:
+    """Score `run` on a split of its card; writes ``eval_<split>.json`` into the run directory.
+
+    With `save_predictions`, also writes ``predictions_<split>.jsonl``: one line per example, in
+    the split's order, ``{"index": i, "prediction": ...}`` (e.g. for bootstrap intervals).
+    """
+    if split == "test":  # refuse a test split whose text was in the encoder's pre-training corpus
+        leakage.check(run.card, [run.path, encoders.resolve(run.cfg.encoder)], data_dir)
     examples = task.load_split(run.card, split, data_dir)
     encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
     start = time.perf_counter()
     preds = task.decode(examples, encoded, predict_raw(task, run, encoded), run.labels)
     metrics = task.score(examples, preds, run.labels)
     result = {"split": split, "examples": len(examples), "seconds": time.perf_counter() - start, **metrics}
+    if save_predictions:
+        write_predictions(run.path / f"predictions_{split}.jsonl", preds)
+    artifacts = getattr(task, "write_artifacts", None)  # optional task hook, e.g. a confusion-matrix PNG
+    if artifacts is not None:
+        result["artifacts"] = artifacts(run.path, split, examples, preds, run.labels)
     _write_json(run.path / f"eval_{split}.json", result)
     return result
+
+
+def _jsonable(x: Any) -> Any:
+    return x.tolist() if hasattr(x, "tolist") else str(x)  # numpy scalars/arrays; anything else as text
+
+
+def write_predictions(path: Path, predictions: list[Any]) -> None:
+    """Per-example predictions as JSON lines ``{"index": i, "prediction": p}``, written atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for i, pred in enumerate(predictions):
+            fh.write(json.dumps({"index": i, "prediction": pred}, default=_jsonable) + "\n")
+    tmp.replace(path)

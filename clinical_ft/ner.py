@@ -16,6 +16,7 @@ from .config import TaskCard, TrainConfig
 from .conll import Sentence, read_conll, write_conll
 from .data import carve, split_path
 from .errors import InputError
+from .interpret import cli as interpret_cli
 from .taskapi import Encoded
 
 log = logging.getLogger("clinical_ft.ner")
@@ -204,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--input", required=True, help="CoNLL file (token[<TAB>tag] lines) or .txt, one document per line")
     pr.add_argument("--out", required=True, help="CoNLL output, or JSON lines with entities and offsets for text")
     pr.add_argument("--format", choices=["conll", "text"], help="input format (default: by file suffix)")
-    return taskcli.run(TASK, p, argv, {"predict": _predict_cmd})
+    ex = sub.add_parser("explain", help="HTML report: predicted entities, their attributions and attention")
+    interpret_cli.add_ner_explain_args(ex)
+    return taskcli.run(TASK, p, argv, {"predict": _predict_cmd, "explain": interpret_cli.ner_explain_cmd})
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ from clinical_ft.config import TaskCard, TrainConfig, load
 # (task module, fixture card, data dir, config overrides)
 CASES = [
     ("clinical_ft.ner", "tests/fixtures/ncbi_mini.yaml", "tests/fixtures", {"max_length": 32, "stride": 8}),
+    ("clinical_ft.relation", "tests/fixtures/relation/gad_mini.yaml", "tests/fixtures",
+     {"max_length": 64, "stride": 8, "task_options": {"pooling": "entity_start"}}),
+    ("clinical_ft.readmission", "tests/fixtures/readmission/notes_mini.yaml", "tests/fixtures",
+     {"max_length": 32, "stride": 8}),
 ]
 
 

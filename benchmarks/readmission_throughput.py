@@ -1,0 +1,157 @@
+"""Readmission inference throughput: `predict`'s streaming path vs a ClinicalBERT-style loop.
+
+Same notes, same model, same process. The reference does what ClinicalBERT's ``run_readmission.py``
+evaluation does: one note at a time, every chunk padded to 512 tokens. `predict` batches the
+chunks of many notes sorted by length with dynamic padding under ``torch.inference_mode``.
+Risks must agree (max abs difference < 1e-4). Peak memory of `predict` is measured in child
+processes at growing note counts (streaming keeps it flat).
+
+Notes: the real MTSamples transcriptions in ../shared/data/mtsamples_subset (no labels needed),
+cycled to --notes; model: the bundled MiniLM-L6 with a seeded, untrained 2-class head (speed
+and equality do not depend on training).
+
+    OMP_NUM_THREADS=2 python benchmarks/readmission_throughput.py --notes 200 --memory-notes 500,2000 \
+        --out benchmarks/readmission_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def build_run(max_length: int, stride: int, batch: int):
+    import torch
+
+    from clinical_ft import encoders
+    from clinical_ft.config import TaskCard, TrainConfig, from_dict
+    from clinical_ft.engine import Run
+    from clinical_ft.readmission.task import TASK
+
+    card = from_dict(TaskCard, {"name": "bench", "version": 1, "kind": "readmission", "metric": "auroc",
+                                "data": {"format": "notes_csv", "files": {"test": "x.csv"}}}, "bench")
+    cfg = TrainConfig(encoder="minilm", max_length=max_length, stride=stride, per_device_eval_batch_size=batch)
+    torch.manual_seed(0)
+    model = TASK.build_model("minilm", ["no", "yes"], cfg).eval()
+    return Run(Path("."), card, cfg, ["no", "yes"], model, encoders.load_tokenizer("minilm"))
+
+
+def write_notes(path: Path, n: int, words: int | None = None) -> int:
+    from clinical_ft.readmission.synthetic import mtsamples_texts
+
+    texts = mtsamples_texts()
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["admission_id", "text"])
+        for i in range(n):
+            t = texts[i % len(texts)]
+            w.writerow([f"n{i}", " ".join(t.split()[:words]) if words else t])
+    return n
+
+
+def clinicalbert_loop(run, notes: list[tuple[str, str]]) -> dict[str, float]:
+    """One note at a time; all its chunks padded to 512; ClinicalBERT's vote per note."""
+    import torch
+
+    from clinical_ft.aggregation import aggregate
+    from clinical_ft.chunking import tokenize_windows
+
+    out = {}
+    with torch.no_grad():
+        for doc_id, text in notes:
+            wins = tokenize_windows(run.tokenizer, [text], max_length=run.cfg.max_length, stride=run.cfg.stride)
+            batch = run.tokenizer.pad({"input_ids": [w.input_ids for w in wins]}, padding="max_length",
+                                      max_length=512, return_tensors="pt")
+            probs = run.model(**batch).logits.softmax(-1)[:, 1].numpy()
+            out[doc_id] = aggregate([doc_id] * len(probs), probs, run.cfg.aggregation, run.cfg.aggregation_c)[doc_id][0]
+    return out
+
+
+def _status_mb(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_child(n: int, words: int | None, block: int) -> None:
+    """Run `predict` on n notes in this (fresh) process; print the peak RSS during `predict` alone
+    (Linux: the high-water mark is reset through /proc/self/clear_refs after the model is loaded)."""
+    from clinical_ft.readmission import infer
+
+    run = build_run(512, 64, 32)
+    with tempfile.TemporaryDirectory() as d:
+        write_notes(Path(d) / "notes.csv", n, words)
+        loaded = _status_mb("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        s = infer.predict_csv(run, Path(d) / "notes.csv", Path(d) / "risk.csv", block_size=block, progress=False)
+        peak = _status_mb("VmHWM")
+    print(json.dumps({"notes": n, "scored": s.scored, "tokens": s.tokens, "rss_before_predict_mb": loaded,
+                      "peak_rss_during_predict_mb": peak, "growth_mb": peak - loaded,
+                      "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--notes", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=2, help="alternating timed runs of each; the fastest counts")
+    p.add_argument("--memory-notes", default="500,2000", help="note counts for the peak-memory children")
+    p.add_argument("--memory-words", type=int, default=60, help="truncate notes for the memory runs (speed)")
+    p.add_argument("--block", type=int, default=250, help="notes per streamed block")
+    p.add_argument("--out", default="benchmarks/readmission_throughput.json")
+    p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        memory_child(args.memory_child, args.memory_words, args.block)
+        return 0
+    from clinical_ft.readmission import infer
+    from clinical_ft.readmission.notes import load_notes
+
+    run = build_run(512, 64, 32)
+    cmd = " ".join(argv if argv is not None else sys.argv[1:])
+    res: dict = {"command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} "
+                            f"python benchmarks/readmission_throughput.py {cmd}",
+                 "model": "bundled MiniLM-L6, seeded untrained head", "max_length": 512, "stride": 64}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "notes.csv"
+        write_notes(path, args.notes)
+        notes = [(n.id, n.text) for n in load_notes(path, labels="ignore")]
+        times = {"predict": [], "clinicalbert_loop": []}
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            s = infer.predict_csv(run, path, Path(d) / "risk.csv", block_size=args.block, progress=False)
+            times["predict"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ref = clinicalbert_loop(run, notes)
+            times["clinicalbert_loop"].append(time.perf_counter() - t)
+        ours = {r["admission_id"]: float(r["risk"]) for r in csv.DictReader((Path(d) / "risk.csv").open())}
+    diff = max(abs(ours[k] - ref[k]) for k in ref)
+    best = {k: min(v) for k, v in times.items()}
+    res.update({
+        "notes": args.notes, "chunks": s.windows, "tokens": s.tokens, "times_s": times,
+        "predict_notes_per_s": args.notes / best["predict"], "predict_tokens_per_s": s.tokens / best["predict"],
+        "reference_notes_per_s": args.notes / best["clinicalbert_loop"],
+        "reference_tokens_per_s": s.tokens / best["clinicalbert_loop"],
+        "speedup": best["clinicalbert_loop"] / best["predict"], "max_abs_risk_diff": diff,
+        "identical_within_1e-4": bool(diff < 1e-4),
+    })
+    res["memory"] = []
+    for n in [int(x) for x in args.memory_notes.split(",") if x]:
+        r = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--memory-words", str(args.memory_words),
+                            "--block", str(args.block)], capture_output=True, text=True, check=True)
+        res["memory"].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in res.items() if k not in ("times_s",)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,17 @@
+"""Interpretability: attention heatmaps, attention rollout and integrated-gradient attributions,
+written as self-contained offline HTML reports (plus PNG heatmaps beside them).
+
+- :func:`explain_notes`: sequence classifiers on long notes (readmission), chunk by chunk.
+- :func:`explain_ner`: token classifiers, "why this entity".
+- :mod:`.attribution`: the generic core (a forward function + a target selector), with selectors for
+  sequence classification, token classification and extractive QA (start/end logits).
+"""
+
+from __future__ import annotations
+
+from .attention import eager_attention, rollout
+from .attribution import Attribution, integrated_gradients
+from .ner_explain import explain_ner
+from .notes import explain_notes
+
+__all__ = ["Attribution", "eager_attention", "explain_ner", "explain_notes", "integrated_gradients", "rollout"]

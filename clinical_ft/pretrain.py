@@ -1,0 +1,342 @@
+"""Domain-adaptive pre-training (the BioBERT recipe): continue masked-language-model training of a
+BERT-family encoder on in-domain text, producing an encoder directory that every task accepts as
+``--encoder``. Run as::
+
+    python -m clinical_ft.pretrain --encoder minilm --text corpus/ --out encoders/minilm-bio \\
+        --max-steps 500 --max-length 128 --whole-word-masking --exclude-card ner/ncbi_disease
+
+Text sources (files, or folders searched recursively): ``.txt`` one document per line;
+``.tsv``/``.conll``/``.iob`` CoNLL sentences (tokens joined by spaces); ``.json`` SQuAD-style
+contexts or PubMedQA contexts; ``.csv`` the ``--text-column`` of every row. Documents are tokenized
+with special tokens, concatenated and cut into ``max_length`` blocks (transformers' run_mlm recipe).
+
+``--exclude-card`` drops every document holding a sentence of that card's test split, and refuses a
+source that is the test file itself. The output's ``pretraining_manifest.json`` (source sha256s and
+hashes of every document/sentence used, see leakage.py) lets training and evaluation refuse any
+benchmark whose test text was pre-trained on. An encoder without an MLM head (the bundled MiniLM is
+a bare BertModel) gets one initialised here, its decoder tied to the input embeddings; the output's
+README.md says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__, encoders, engine, leakage, resources
+from .config import TaskCard, load
+from .conll import read_conll
+from .errors import ClinicalFTError, InputError
+from .methods import step_timer
+
+log = logging.getLogger("clinical_ft.pretrain")
+SUFFIXES = (".txt", ".tsv", ".conll", ".iob", ".json", ".csv")
+
+
+def _read_file(path: Path, text_column: str) -> list[str]:
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        docs = []
+        for ln, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+            try:
+                docs.append(raw.decode("utf-8").strip())
+            except UnicodeDecodeError as exc:
+                raise InputError(path, ln, "UTF-8 text", f"byte 0x{raw[exc.start]:02x}") from None
+        return [d for d in docs if d]
+    if suffix in (".tsv", ".conll", ".iob"):
+        try:
+            sents, _ = read_conll(path, require_tags=False)
+        except InputError as exc:
+            raise InputError(path, exc.line, f"CoNLL token lines ({exc.expected}); tables go in a .csv with "
+                             "--text-column", exc.found) from None
+        return [" ".join(s.words) for s in sents]
+    if suffix == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if text_column not in frame.columns:
+            raise InputError(path, 1, f"a column named {text_column!r} (--text-column)", f"columns {list(frame.columns)}")
+        return [t.strip() for t in frame[text_column] if t.strip()]
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("data"), list):  # SQuAD v1
+            ctx = [p["context"] for a in data["data"] for p in a.get("paragraphs", []) if p.get("context")]
+            return list(dict.fromkeys(ctx))  # the same snippet may serve several questions
+        if isinstance(data, dict) and data and all(isinstance(v, dict) and "CONTEXTS" in v for v in data.values()):
+            return [" ".join(v["CONTEXTS"]) for v in data.values()]  # PubMedQA: one abstract per PMID
+        raise InputError(path, None, "SQuAD JSON (data[].paragraphs[].context) or PubMedQA JSON "
+                         "(PMID -> {CONTEXTS: [...]})", f"a top-level {type(data).__name__} of another shape")
+    raise InputError(path, None, f"a file ending in one of {SUFFIXES}", path.suffix or "no suffix")
+
+
+def read_sources(paths: list[str], text_column: str = "text") -> list[tuple[Path, list[str]]]:
+    """(file, documents) for every file named or found (recursively, by suffix) in a folder named.
+
+    Raises:
+        InputError: a missing path, a folder without text files, or a malformed file.
+    """
+    out: list[tuple[Path, list[str]]] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            if not files:
+                raise InputError(path, None, f"files ending in {SUFFIXES}", "none")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise InputError(path, None, "a text file or a folder of them", "nothing at that path")
+        out += [(f, _read_file(f, text_column)) for f in files]
+    return out
+
+
+def _excluded(cards: list[str], data_dir: str | None) -> tuple[dict[str, str], set[str]]:
+    """sha256 -> card name of each test file, and the union of the test splits' unit hashes."""
+    shas: dict[str, str] = {}
+    units: set[str] = set()
+    for name in cards:
+        card = load(TaskCard, resources.find(name, "tasks"))
+        _, sha, texts = leakage.split_fingerprint(card, "test", data_dir)
+        shas[sha] = card.name
+        units = units.union(*texts)
+    return shas, units
+
+
+def _blocks(tokenizer: Any, docs: list[str], max_length: int) -> dict[str, list]:
+    """run_mlm's group_texts: [CLS] doc [SEP] for every document, concatenated, cut into max_length
+    blocks; the last, shorter block is padded (padding is never masked nor scored)."""
+    cols = ("input_ids", "token_type_ids", "special_tokens_mask", "offset_mapping")
+    stream: dict[str, list] = {c: [] for c in cols}
+    for i in range(0, len(docs), 256):
+        enc = tokenizer(docs[i:i + 256], return_special_tokens_mask=True, return_offsets_mapping=True,
+                        return_token_type_ids=True, verbose=False)
+        for c in cols:
+            for row in enc[c]:
+                stream[c].extend(row)
+    n = len(stream["input_ids"])
+    out: dict[str, list] = {c: [] for c in (*cols, "attention_mask")}
+    for s in range(0, n, max_length):
+        k = min(max_length, n - s)
+        pad = max_length - k
+        out["input_ids"].append(stream["input_ids"][s:s + k] + [tokenizer.pad_token_id] * pad)
+        out["token_type_ids"].append(stream["token_type_ids"][s:s + k] + [0] * pad)
+        out["special_tokens_mask"].append(stream["special_tokens_mask"][s:s + k] + [1] * pad)
+        out["offset_mapping"].append([list(o) for o in stream["offset_mapping"][s:s + k]] + [[0, 0]] * pad)
+        out["attention_mask"].append([1] * k + [0] * pad)
+    return out
+
+
+def load_mlm(encoder: str) -> tuple[Any, str]:
+    """AutoModelForMaskedLM on `encoder`; a missing MLM head is initialised (transformers' _init_weights:
+    dense N(0, initializer_range), LayerNorm 1/0, bias 0) with its decoder tied to the input embeddings.
+
+    Returns:
+        (model, a sentence saying what was done with the head, for the log and the README).
+    """
+    from transformers import AutoModelForMaskedLM
+
+    model, info = encoders.load_model(AutoModelForMaskedLM, encoder, output_loading_info=True)
+    prefix = model.base_model_prefix + "."
+    missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
+    body = [k for k in missing if k.startswith(prefix) or not any(k.startswith(h) for h in ("cls.", "lm_head.", "generator_lm_head"))]
+    if body:
+        raise ClinicalFTError(f"encoder {encoder!r}: {len(body)} encoder weights missing (e.g. {body[0]}); "
+                              "expected a BERT-family checkpoint")
+    model.tie_weights()
+    tied = model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    if not tied:
+        raise ClinicalFTError(f"encoder {encoder!r}: the MLM decoder could not be tied to the input embeddings")
+    if missing:
+        note = (f"The base encoder has no MLM head: {len(missing)} head tensors ({', '.join(sorted(missing))}) were "
+                f"initialised by transformers (dense ~ N(0, {model.config.initializer_range}), LayerNorm 1/0, "
+                "bias 0), and the decoder is tied to the input word embeddings.")
+    else:
+        note = "The base encoder's own MLM head was used (decoder tied to the input word embeddings)."
+    log.info(note)
+    return model, note
+
+
+def pretrain(encoder: str, texts: list[str], out: str | Path, *, max_steps: int = 500, max_length: int = 128,
+             whole_word_masking: bool = False, mlm_probability: float = 0.15, batch_size: int = 16,
+             learning_rate: float = 5e-5, warmup_ratio: float = 0.06, weight_decay: float = 0.01, seed: int = 42,
+             text_column: str = "text", exclude_cards: list[str] | None = None, data_dir: str | None = None,
+             eval_blocks: int = 64, overwrite: bool = False) -> dict[str, Any]:
+    """Continue MLM pre-training of `encoder` on `texts`; write an encoder directory to `out`.
+
+    Returns:
+        The metrics written to ``pretrain_metrics.json``.
+
+    Raises:
+        ClinicalFTError: `out` exists (without `overwrite`), a source is an excluded card's test
+            file, no text is left, or the encoder cannot do MLM.
+    """
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ClinicalFTError(f"{out} already exists; pass --overwrite or choose another --out")
+    set_seed(seed)
+    tokenizer = encoders.load_tokenizer(encoder)
+    test_shas, test_units = _excluded(exclude_cards or [], data_dir)
+    base_manifest = leakage.load_manifest(encoders.resolve(encoder)) if Path(encoders.resolve(encoder)).is_dir() else None
+    sources, docs, used = [], [], set(base_manifest["unit_hashes"]) if base_manifest else set()
+    for path, file_docs in read_sources(texts, text_column):
+        sha = leakage.file_sha256(path)
+        if sha in test_shas:
+            raise ClinicalFTError(f"{path} is the test split of card {test_shas[sha]!r} (--exclude-card); "
+                                  "remove it from --text")
+        kept = 0
+        for doc in file_docs:
+            hashes = leakage.unit_hashes(doc)
+            if hashes & test_units:
+                continue
+            docs.append(doc)
+            used |= hashes
+            kept += 1
+        sources.append({"path": str(path), "sha256": sha, "documents": len(file_docs), "documents_used": kept})
+        if kept < len(file_docs):
+            log.warning("%s: %d documents dropped: they contain test-split text of %s", path, len(file_docs) - kept,
+                        sorted(set(test_shas.values())))
+    if not docs:
+        raise ClinicalFTError("no pre-training text left after reading --text and applying --exclude-card")
+
+    blocks = _blocks(tokenizer, docs, max_length)
+    order = np.random.default_rng(seed).permutation(len(blocks["input_ids"]))
+    n_eval = min(eval_blocks, len(order) // 10)
+    train_ds = Dataset.from_dict(blocks).select(order[n_eval:].tolist())
+    mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_masking)
+    eval_ds = None
+    if n_eval:  # masked once with a fixed seed, so before/after losses score the same masks
+        fixed = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability,
+                                                whole_word_mask=whole_word_masking, seed=seed)
+        batch = fixed([{k: blocks[k][i] for k in blocks} for i in order[:n_eval].tolist()])
+        eval_ds = Dataset.from_dict({k: v.tolist() for k, v in batch.items()})
+
+    def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if "labels" in examples[0]:  # pre-masked evaluation blocks
+            return {k: torch.tensor([e[k] for e in examples]) for k in examples[0]}
+        return mlm(examples)
+
+    model, head_note = load_mlm(encoder)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    args = TrainingArguments(
+        output_dir=str(tmp / "checkpoints"), max_steps=max_steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_ratio,
+        weight_decay=weight_decay, lr_scheduler_type="linear", save_strategy="no", logging_steps=max(1, max_steps // 10),
+        report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_pin_memory=engine._on_gpu(),
+        disable_tqdm=not sys.stderr.isatty(), **engine._precision_flags("auto"))
+    timer = step_timer()
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collate,
+                      callbacks=[timer])
+    def heldout_loss() -> float | None:  # None without held-out blocks (or masked tokens) to score
+        loss = trainer.evaluate()["eval_loss"] if eval_ds is not None else float("nan")
+        return None if loss != loss else float(loss)
+
+    before = heldout_loss()
+    start = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - start
+    after = heldout_loss()
+
+    metrics = {
+        "base_encoder": encoder, "clinical_ft_version": __version__, "documents": len(docs),
+        "blocks_train": len(train_ds), "blocks_heldout": n_eval, "max_length": max_length, "max_steps": max_steps,
+        "batch_size": batch_size, "learning_rate": learning_rate, "whole_word_masking": whole_word_masking,
+        "mlm_probability": mlm_probability, "seed": seed, "train_loss": result.metrics.get("train_loss"),
+        "tokens_seen": trainer.state.global_step * batch_size * max_length, "train_runtime_s": wall,
+        "seconds_per_step": timer.seconds / max(timer.steps, 1), "peak_memory_mb": engine.peak_memory_mb(),
+        "heldout_mlm_loss_before": before, "heldout_mlm_loss_after": after, "mlm_head": head_note,
+    }
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+    manifest = {
+        "created_by": f"clinical_ft.pretrain {__version__}", "base_encoder": encoder, "excluded_cards": exclude_cards or [],
+        "unit_hash": f"sha256[:16] of NFKC-casefolded text without whitespace, documents and sentences >= {leakage.MIN_CHARS} chars",
+        "sources": sources + (base_manifest["sources"] if base_manifest else []),
+        "unit_hashes": sorted(used),
+    }
+    (tmp / leakage.MANIFEST).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+    (tmp / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    _write_readme(tmp, metrics, sources, exclude_cards or [], bool(base_manifest))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return metrics
+
+
+def _write_readme(out: Path, m: dict[str, Any], sources: list[dict[str, Any]], excluded: list[str], inherited: bool) -> None:
+    lines = [
+        f"# Domain-adapted encoder from `{m['base_encoder']}`",
+        "",
+        f"Continued masked-language-model pre-training with clinical_ft {m['clinical_ft_version']} "
+        "(`python -m clinical_ft.pretrain`). Use it as `--encoder` of any clinical_ft task.",
+        "",
+        f"- **MLM head**: {m['mlm_head']}",
+        f"- steps {m['max_steps']}, batch {m['batch_size']}, max_length {m['max_length']}, "
+        f"~{m['tokens_seen']} tokens seen, learning rate {m['learning_rate']}, "
+        f"whole-word masking {m['whole_word_masking']}, mlm probability {m['mlm_probability']}, seed {m['seed']}",
+        f"- held-out MLM loss ({m['blocks_heldout']} blocks, fixed masks): before {m['heldout_mlm_loss_before']}, "
+        f"after {m['heldout_mlm_loss_after']}",
+        f"- test splits excluded (documents holding their sentences dropped): {excluded or 'none'}",
+        "- sources:",
+        *[f"  - `{s['path']}` sha256 {s['sha256'][:12]}…: {s['documents_used']} of {s['documents']} documents" for s in sources],
+        "",
+        f"`{leakage.MANIFEST}` lists every source's sha256 and a hash of every document and sentence used"
+        + (" (including those of the base encoder's own manifest)" if inherited else "")
+        + ". clinical_ft refuses to train on or evaluate a benchmark whose test text is in it.",
+    ]
+    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .taskcli import setup_logging
+
+    p = argparse.ArgumentParser(prog="python -m clinical_ft.pretrain", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--encoder", default="minilm", help="alias, Hugging Face id or local directory (default minilm)")
+    p.add_argument("--text", action="append", required=True, help="text file or folder (repeatable)")
+    p.add_argument("--out", required=True, help="encoder directory to write")
+    p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument("--max-length", type=int, default=128, help="tokens per block, special tokens included")
+    p.add_argument("--whole-word-masking", action="store_true", help="mask all subwords of a chosen word")
+    p.add_argument("--mlm-probability", type=float, default=0.15)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--text-column", default="text", help="column of .csv sources holding the text (default text)")
+    p.add_argument("--exclude-card", action="append", default=[], help="card whose test split must not be pre-trained on (repeatable)")
+    p.add_argument("--data-dir", help="root for the excluded cards' data paths")
+    p.add_argument("--eval-blocks", type=int, default=64, help="held-out blocks for the before/after MLM loss")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    setup_logging(args.verbose)
+    if args.max_steps <= 0 or args.max_length < 8 or not 0 < args.mlm_probability < 1:
+        p.error("expected --max-steps > 0, --max-length >= 8 and 0 < --mlm-probability < 1")
+    try:
+        m = pretrain(args.encoder, args.text, args.out, max_steps=args.max_steps, max_length=args.max_length,
+                     whole_word_masking=args.whole_word_masking, mlm_probability=args.mlm_probability,
+                     batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+                     text_column=args.text_column, exclude_cards=args.exclude_card, data_dir=args.data_dir,
+                     eval_blocks=args.eval_blocks, overwrite=args.overwrite)
+    except ClinicalFTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in m.items() if k != "mlm_head"}, indent=2, default=float))
+    print(f"encoder written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""30-day readmission from clinical notes: chunked long-note training, aggregated admission risks.
+
+python -m clinical_ft.readmission prepare --mimic-dir /data/mimic-iii --setting discharge --out data/readmit
+python -m clinical_ft.readmission train --data data/readmit --config readmission/minilm --out runs/readmit
+python -m clinical_ft.readmission evaluate --model runs/readmit --split test
+python -m clinical_ft.readmission predict --model runs/readmit --notes notes.csv --out risk.csv
+python -m clinical_ft.readmission explain --model runs/readmit --notes notes.csv --ids 123,456 --out report.html
+python -m clinical_ft.readmission demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .. import engine, resources, taskcli
+from ..config import TaskCard, TrainConfig, load, parse_overrides
+from ..errors import ClinicalFTError
+from . import infer
+from .metrics import plot_curves
+from .notes import atomic_csv, iter_blocks
+from .prepare import prepare
+from .task import TASK, ReadmissionTask
+
+PROG = "python -m clinical_ft.readmission"
+
+
+def _columns(args: argparse.Namespace) -> dict[str, str]:
+    roles = {"id": args.id_column, "text": args.text_column, "label": getattr(args, "label_column", None),
+             "subject": getattr(args, "subject_column", None)}
+    return {k: v for k, v in roles.items() if v}
+
+
+def _add_columns(p: argparse.ArgumentParser, label: bool = False) -> None:
+    p.add_argument("--id-column", help="admission id column (default admission_id)")
+    p.add_argument("--text-column", help="note text column (default text)")
+    if label:
+        p.add_argument("--label-column", help="0/1 label column (default label)")
+        p.add_argument("--subject-column", help="patient column for patient-level splits (default subject_id)")
+
+
+def _prepare(task: ReadmissionTask, args: argparse.Namespace) -> int:
+    s = prepare(args.out, mimic_dir=args.mimic_dir, notes=args.notes, columns=_columns(args), setting=args.setting,
+                days=args.days, seed=args.seed, balanced_test=args.balanced_test)
+    for split, c in s["splits"].items():
+        print(f"{split:<10} {c['admissions']:>7} admissions  {c['positives']:>6} readmitted  {c['patients']:>7} patients")
+    if s["skipped"]:
+        print(f"{s['skipped']} rows skipped: see {Path(s['out']) / 'skipped.csv'}")
+    print(f"written to {s['out']} (train/validation/test.csv, card.yaml)")
+    return 0
+
+
+def card_from_data(data: str | Path) -> TaskCard:
+    """The card a `prepare` folder carries, with its data path pointing at the folder wherever it now is."""
+    folder = Path(data)
+    if not (folder / "card.yaml").is_file():
+        raise ClinicalFTError(f"{folder} holds no card.yaml; create it with `{PROG} prepare ... --out {folder}`")
+    card = load(TaskCard, folder / "card.yaml")
+    card.data.path = str(folder.resolve())
+    return card
+
+
+def _train(task: ReadmissionTask, args: argparse.Namespace) -> int:
+    if bool(args.data) == bool(args.card):
+        raise ClinicalFTError("give exactly one of --data (a prepared folder) or --card (a task card)")
+    if args.data:
+        card = card_from_data(args.data)
+        extra = parse_overrides(args.overrides) | ({"encoder": args.encoder} if args.encoder else {})
+        cfg = load(TrainConfig, resources.find(args.config, "configs") if args.config else None, extra)
+    else:
+        card, cfg = taskcli.load_card_and_config(args.card, args.config, args.overrides, args.encoder)
+    metrics = engine.train(task, card, cfg, args.out, data_dir=args.data_dir, overwrite=args.overwrite)
+    print(taskcli.format_table({k: v for k, v in metrics.items() if k != "validation"}))
+    if "validation" in metrics:
+        print("\nvalidation (admission level)\n" + taskcli.format_table(metrics["validation"]))
+    print(f"\nrun written to {args.out}")
+    return 0
+
+
+def evaluate_run(run: engine.Run, split: str, data_dir: str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """Admission-level metrics of `run` on a split; writes eval_<split>.json, predictions and curve PNGs."""
+    notes = TASK.load_split(run.card, split, data_dir)
+    blocks = ((notes[i:i + 1000], []) for i in range(0, len(notes), 1000))
+    risks = [r for _, rs, _, _, _ in infer.iter_risks(run, blocks, batch_size) for r in rs]
+    metrics = TASK.score(notes, risks, run.labels)
+    result = {"split": split, "aggregation": run.cfg.aggregation, "aggregation_c": run.cfg.aggregation_c, **metrics}
+    atomic_csv(run.path / f"predictions_{split}.csv", ["admission_id", "label", "risk", "n_chunks"],
+               [[n.id, n.label, f"{r.risk:.6f}", r.n_chunks] for n, r in zip(notes, risks)])
+    result["plots"] = [str(p) for p in plot_curves([n.label for n in notes], [r.risk for r in risks], run.path, split)]
+    tmp = run.path / f"eval_{split}.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(run.path / f"eval_{split}.json")
+    return result
+
+
+def _load(task: ReadmissionTask, args: argparse.Namespace) -> engine.Run:
+    run = engine.load_run(task, args.model)
+    if getattr(args, "aggregation", None):
+        run.cfg.aggregation = args.aggregation
+    if getattr(args, "c", None):
+        run.cfg.aggregation_c = args.c
+    return run
+
+
+def _evaluate(task: ReadmissionTask, args: argparse.Namespace) -> int:
+    run = _load(task, args)
+    result = evaluate_run(run, args.split, args.data_dir, args.batch_size)
+    print(taskcli.format_table({k: v for k, v in result.items() if k != "plots"}))
+    print(f"\nwritten to {run.path / f'eval_{args.split}.json'}, predictions_{args.split}.csv, "
+          + ", ".join(Path(p).name for p in result["plots"]))
+    return 0
+
+
+def _predict(task: ReadmissionTask, args: argparse.Namespace) -> int:
+    run = _load(task, args)
+    s = infer.predict_csv(run, args.notes, args.out, columns=_columns(args), batch_size=args.batch_size)
+    why = Counter(k.reason.split(" (")[0].split(" in column")[0] for k in s.skips)
+    print(f"{s.scored} admissions scored ({s.windows} chunks, {s.tokens} tokens, {run.cfg.aggregation} aggregation) "
+          f"-> {s.out}")
+    print(f"{len(s.skips)} rows skipped" + (f" ({', '.join(f'{n} {r}' for r, n in why.items())})" if why else "")
+          + f" -> {s.skipped_csv}")
+    return 0
+
+
+def _explain(task: ReadmissionTask, args: argparse.Namespace) -> int:
+    try:
+        from ..interpret import explain_notes
+    except ImportError as exc:
+        raise ClinicalFTError(f"explanations need clinical_ft.interpret, which is not available: {exc}") from None
+    wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
+    found: dict[str, str] = {}
+    for notes, _ in iter_blocks(args.notes, _columns(args), labels="ignore"):
+        found.update({n.id: n.text for n in notes if n.id in wanted})
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise ClinicalFTError(f"{args.notes}: no scorable note with id(s) {missing}")
+    run = _load(task, args)
+    path = explain_notes(run, [(i, found[i]) for i in wanted], args.out, attributions=not args.no_attributions,
+                         n_steps=args.n_steps)
+    print(f"report written to {path}")
+    return 0
+
+
+def _demo(task: ReadmissionTask, args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, encoder=args.encoder, patients=args.patients, words=args.words, max_steps=args.max_steps,
+             attributions=None if not args.no_attributions else False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p, sub = taskcli.parser(PROG, __doc__ or "")
+    tr = sub.choices["train"]
+    tr.add_argument("--data", help="folder written by `prepare` (its card.yaml); instead of --card")
+    for action in tr._actions:  # --card or --data
+        if action.dest == "card":
+            action.required = False
+    ev = sub.choices["evaluate"]
+    ev.add_argument("--batch-size", type=int, help="chunks per forward pass (default: the run's eval batch size)")
+    ev.add_argument("--aggregation", choices=["clinicalbert", "max", "mean"], help="override the run's aggregation")
+    ev.add_argument("--c", type=float, help="override ClinicalBERT's aggregation constant c")
+    pp = sub.add_parser("prepare", help="admission-level splits + card.yaml from MIMIC-III tables or a notes CSV")
+    pp.add_argument("--mimic-dir", help="folder with ADMISSIONS.csv and NOTEEVENTS.csv (MIMIC-III, bring your own)")
+    pp.add_argument("--notes", help="instead: a notes CSV with id, text and 0/1 label columns")
+    pp.add_argument("--setting", choices=["discharge", "early"], default="discharge")
+    pp.add_argument("--days", type=int, choices=[2, 3], default=3, help="early setting: notes of the first N days")
+    pp.add_argument("--out", required=True, help="folder to write")
+    pp.add_argument("--seed", type=int, default=1, help="seed of the patient-level split")
+    pp.add_argument("--balanced-test", action="store_true", help="50/50 test as in ClinicalBERT (natural copy kept)")
+    _add_columns(pp, label=True)
+    pr = sub.add_parser("predict", help="risk per admission of a notes CSV (streamed; skipped rows reported)")
+    pr.add_argument("--model", required=True, help="run directory written by train")
+    pr.add_argument("--notes", required=True, help="notes CSV (admission_id, text)")
+    pr.add_argument("--out", required=True, help="output CSV; skipped.csv is written beside it")
+    pr.add_argument("--batch-size", type=int, help="chunks per forward pass")
+    pr.add_argument("--aggregation", choices=["clinicalbert", "max", "mean"], help="override the run's aggregation")
+    pr.add_argument("--c", type=float, help="override ClinicalBERT's aggregation constant c")
+    _add_columns(pr)
+    ex = sub.add_parser("explain", help="HTML report (chunk scores, attributions, attention) for some notes")
+    ex.add_argument("--model", required=True)
+    ex.add_argument("--notes", required=True, help="notes CSV (same reader as predict)")
+    ex.add_argument("--ids", required=True, help="comma-separated admission ids to explain")
+    ex.add_argument("--out", required=True, help="HTML report path")
+    ex.add_argument("--no-attributions", action="store_true", help="attention only (integrated gradients are slow)")
+    ex.add_argument("--n-steps", type=int, default=50, help="integrated-gradient steps")
+    _add_columns(ex)
+    de = sub.add_parser("demo", help="synthetic data -> prepare -> short train -> evaluate -> predict -> report")
+    de.add_argument("--out", default="readmission_demo", help="folder for everything the demo writes")
+    de.add_argument("--encoder", default="minilm")
+    de.add_argument("--patients", type=int, default=None, help="synthetic patients (default: demo size)")
+    de.add_argument("--words", type=int, default=None, help="words per synthetic discharge summary")
+    de.add_argument("--max-steps", type=int, default=None, help="training steps (default: demo size)")
+    de.add_argument("--no-attributions", action="store_true", help="skip integrated gradients in the report")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    extra = {"train": _train, "evaluate": _evaluate, "prepare": _prepare, "predict": _predict,
+             "explain": _explain, "demo": _demo}
+    return taskcli.run(TASK, build_parser(), argv, extra)

@@ -1,0 +1,158 @@
+"""Notes CSVs: column mapping, row checks, streaming in bounded memory, reports of skipped rows.
+
+One reader serves training splits (strict: any bad row is an :class:`InputError` naming file, row
+and what was expected) and prediction (lenient: a bad row becomes a :class:`Skip` with a reason,
+reported in ``skipped.csv``). Rows are numbered from 1, header excluded (a quoted note may span
+several physical lines, so rows are not lines).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+DEFAULT_COLUMNS = {"id": "admission_id", "text": "text", "label": "label", "subject": "subject_id"}
+LABEL_NAMES = ["not_readmitted", "readmitted"]
+_LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1, "no": 0, "yes": 1}
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept as surrogates
+
+
+@dataclass
+class Note:
+    """One admission's note text. `label` is 1 (readmitted within 30 days), 0, or None (unlabelled)."""
+
+    id: str
+    text: str
+    label: int | None
+    row: int
+    subject: str | None = None
+
+
+@dataclass
+class Skip:
+    """A row that could not be scored, and why."""
+
+    row: int
+    id: str
+    reason: str
+
+
+def column_map(columns: dict[str, str] | None) -> dict[str, str]:
+    """Role -> CSV column name: defaults (admission_id, text, label, subject_id) updated by `columns`."""
+    out = dict(DEFAULT_COLUMNS)
+    for role, name in (columns or {}).items():
+        if role not in DEFAULT_COLUMNS:
+            raise InputError("columns", None, f"roles {sorted(DEFAULT_COLUMNS)}", repr(role))
+        out[role] = name
+    return out
+
+
+def parse_label(value: str) -> int | None:
+    """0/1 (also 0.0/1.0, true/false, yes/no); None for anything else."""
+    return _LABELS.get(str(value).strip().lower())
+
+
+def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labels: str = "optional",
+                strict: bool = False, block_size: int = 1000) -> Iterator[tuple[list[Note], list[Skip]]]:
+    """Read a notes CSV in blocks of `block_size` rows (bounded memory for any file size).
+
+    Args:
+        path: CSV with a header row.
+        columns: role -> column name overrides (see :data:`DEFAULT_COLUMNS`).
+        labels: ``required`` (a 0/1 label per row), ``optional`` (read when the column exists,
+            unknown values become None) or ``ignore``.
+        strict: raise :class:`InputError` on the first bad row instead of reporting a :class:`Skip`.
+        block_size: rows per block.
+
+    Yields:
+        (notes, skips) per block. Every row lands in exactly one of the two lists.
+
+    Raises:
+        InputError: a missing file or column; any bad row when `strict`.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    cols = column_map(columns)
+    if not path.is_file():
+        raise InputError(path, None, "an existing notes CSV file", "no such file")
+    try:
+        reader = pd.read_csv(path, dtype=object, keep_default_na=False, chunksize=block_size,
+                             encoding="utf-8", encoding_errors="surrogateescape")
+        first = next(iter(reader), None)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, 1, "a header row naming the columns", "an empty file") from None
+    except pd.errors.ParserError as exc:
+        raise InputError(path, None, "a well-formed CSV", str(exc)) from None
+    if first is None:
+        return
+    header = [str(c) for c in first.columns]
+    need = ["id", "text"] + (["label"] if labels == "required" else [])
+    missing = [cols[r] for r in need if cols[r] not in header]
+    if missing:
+        raise InputError(path, 1, f"columns {[cols[r] for r in need]} in the header (rename with "
+                         f"--id-column/--text-column/--label-column)", f"no {missing}; header is {header}")
+    use_label = labels != "ignore" and cols["label"] in header
+    use_subject = cols["subject"] in header
+    seen: dict[str, int] = {}
+
+    def bad(row: int, rid: str, reason: str, skips: list[Skip]) -> None:
+        if strict:
+            raise InputError(f"{path}, row {row}", None, "a scorable note", f"{reason} (admission id {rid!r})")
+        skips.append(Skip(row, rid, reason))
+
+    block = first
+    while block is not None:
+        notes: list[Note] = []
+        skips: list[Skip] = []
+        for i, rec in zip(block.index, block.to_dict("records")):
+            row = int(i) + 1
+            rid = str(rec[cols["id"]]).strip()
+            text = str(rec[cols["text"]])
+            if not rid:
+                bad(row, "", f"missing id in column {cols['id']!r}", skips)
+            elif _NOT_UTF8.search(rid) or _NOT_UTF8.search(text):
+                bad(row, _NOT_UTF8.sub("?", rid), "unreadable text: bytes that are not UTF-8", skips)
+            elif rid in seen:
+                bad(row, rid, f"duplicate admission id (first at row {seen[rid]})", skips)
+            elif not text.strip():
+                bad(row, rid, "empty note (no text)", skips)
+            else:
+                label = parse_label(rec[cols["label"]]) if use_label else None
+                if labels == "required" and label is None:
+                    bad(row, rid, f"label in column {cols['label']!r} is {str(rec[cols['label']])!r}, "
+                                  "expected 0 or 1", skips)
+                    continue
+                seen[rid] = row
+                subject = (str(rec[cols["subject"]]).strip() or None) if use_subject else None
+                notes.append(Note(rid, text, label, row, subject))
+        yield notes, skips
+        block = next(reader, None)
+
+
+def load_notes(path: str | Path, columns: dict[str, str] | None = None, *, labels: str = "required") -> list[Note]:
+    """All rows of a labelled notes CSV (a training/evaluation split); any bad row raises InputError."""
+    return [n for notes, _ in iter_blocks(path, columns, labels=labels, strict=True) for n in notes]
+
+
+def atomic_csv(path: str | Path, header: list[str], rows: list[list[object]]) -> Path:
+    """Write a small CSV atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def write_skips(path: str | Path, skips: list[Skip]) -> Path:
+    """``skipped.csv``: row, id, reason (header only when nothing was skipped)."""
+    return atomic_csv(path, ["row", "id", "reason"], [[s.row, s.id, s.reason] for s in skips])

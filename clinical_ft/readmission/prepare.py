@@ -1,0 +1,126 @@
+"""Write a prepared readmission folder: train/validation/test CSVs plus a ``card.yaml`` TaskCard.
+
+Input is either MIMIC-III tables (see mimic.py) or a plain notes CSV (id, text, label and an
+optional patient column); rows of a notes CSV that cannot be used are listed in ``skipped.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import dump_yaml
+from ..errors import ClinicalFTError
+from .mimic import build_from_mimic, split_by_patient
+from .notes import LABEL_NAMES, column_map, iter_blocks, write_skips
+
+log = logging.getLogger("clinical_ft.readmission")
+SPLITS = ("train", "validation", "test")
+REFERENCES = [
+    {"model": "ClinicalBERT (discharge summaries, CHIL'20 corrected)", "score": 0.714, "metric": "AUROC",
+     "source": "Huang et al. 2019/2020, ClinicalBERT arXiv:1904.05342 v3"},
+    {"model": "ClinicalBERT (discharge summaries, CHIL'20 corrected)", "score": 0.701, "metric": "AUPRC",
+     "source": "Huang et al., ClinicalBERT arXiv:1904.05342 v3"},
+    {"model": "ClinicalBERT (discharge summaries, CHIL'20 corrected)", "score": 0.242, "metric": "RP80",
+     "source": "Huang et al., ClinicalBERT arXiv:1904.05342 v3"},
+    {"model": "Bag-of-words + logistic regression", "score": 0.684, "metric": "AUROC",
+     "source": "Huang et al., ClinicalBERT arXiv:1904.05342 v3"},
+    {"model": "Bag-of-words + logistic regression", "score": 0.674, "metric": "AUPRC",
+     "source": "Huang et al., ClinicalBERT arXiv:1904.05342 v3"},
+    {"model": "Bag-of-words + logistic regression", "score": 0.217, "metric": "RP80",
+     "source": "Huang et al., ClinicalBERT arXiv:1904.05342 v3"},
+]
+
+
+def from_notes_csv(path: str | Path, columns: dict[str, str] | None, out: Path) -> Any:
+    """A labelled notes CSV as an admission frame; unusable rows go to ``out/skipped.csv``."""
+    import pandas as pd
+
+    rows, skips = [], []
+    for notes, sk in iter_blocks(path, columns, labels="required"):
+        rows.extend({"admission_id": n.id, "text": n.text, "label": n.label, "subject_id": n.subject or n.id}
+                    for n in notes)
+        skips.extend(sk)
+    out.mkdir(parents=True, exist_ok=True)
+    write_skips(out / "skipped.csv", skips)
+    if skips:
+        log.warning("%d rows of %s skipped; see %s", len(skips), path, out / "skipped.csv")
+    return pd.DataFrame(rows, columns=["admission_id", "text", "label", "subject_id"]), len(skips)
+
+
+def _balance(df: Any, seed: int) -> Any:
+    """ClinicalBERT's balanced test: all positives and as many randomly chosen negatives."""
+    pos = df[df["label"] == 1]
+    neg = df[df["label"] == 0]
+    neg = neg.sample(n=min(len(pos), len(neg)), random_state=seed)
+    return df.loc[sorted(list(pos.index) + list(neg.index))]
+
+
+def write_prepared(df: Any, out: str | Path, *, name: str, description: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                   seed: int = 1, balanced_test: bool = False) -> dict[str, Any]:
+    """Split `df` by patient and write the split CSVs and ``card.yaml`` into `out`.
+
+    Returns:
+        Summary: admissions and positives per split, paths written.
+    """
+    out = Path(out).resolve()
+    if len(df) == 0:
+        raise ClinicalFTError("no admission with a usable note was found; nothing to write")
+    out.mkdir(parents=True, exist_ok=True)
+    df = df.reset_index(drop=True)
+    df["subject_id"] = df["subject_id"].astype(str)
+    which = split_by_patient(df["subject_id"].to_numpy(), fractions, seed)
+    files = {s: f"{s}.csv" for s in SPLITS}
+    summary: dict[str, Any] = {"out": str(out), "splits": {}}
+    for split in SPLITS:
+        part = df[which == split]
+        if split == "test" and balanced_test:
+            part.to_csv(out / "test_natural.csv.tmp", index=False)
+            (out / "test_natural.csv.tmp").replace(out / "test_natural.csv")
+            files["test_natural"] = "test_natural.csv"
+            part = _balance(part, seed)
+        tmp = out / f"{split}.csv.tmp"
+        part.to_csv(tmp, index=False)
+        tmp.replace(out / files[split])
+        summary["splits"][split] = {"admissions": len(part), "positives": int(part["label"].sum()),
+                                    "patients": int(part["subject_id"].nunique())}
+    card = {
+        "name": name, "version": 1, "kind": "readmission", "description": description,
+        "data": {"format": "notes_csv", "path": str(out), "files": files},
+        "labels": LABEL_NAMES,
+        "columns": {k: v for k, v in column_map(None).items()},
+        "metric": "admission-level AUROC (test); also AUPRC and RP80",
+        "references": REFERENCES,
+    }
+    header = ("# Readmission card written by `python -m clinical_ft.readmission prepare`.\n"
+              f"# Used by: python -m clinical_ft.readmission train --data {out} --config readmission/minilm --out runs/readmit\n")
+    dump_yaml(card, out / "card.yaml.tmp", header)
+    (out / "card.yaml.tmp").replace(out / "card.yaml")
+    summary["card"] = str(out / "card.yaml")
+    return summary
+
+
+def prepare(out: str | Path, *, mimic_dir: str | Path | None = None, notes: str | Path | None = None,
+            columns: dict[str, str] | None = None, setting: str = "discharge", days: int = 3, seed: int = 1,
+            balanced_test: bool = False, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, Any]:
+    """Build and write a prepared folder from MIMIC-III tables (`mimic_dir`) or a notes CSV (`notes`)."""
+    out = Path(out)
+    if (mimic_dir is None) == (notes is None):
+        raise ClinicalFTError("give exactly one of --mimic-dir (ADMISSIONS.csv + NOTEEVENTS.csv) or --notes (a notes CSV)")
+    skipped = 0
+    if mimic_dir is not None:
+        df = build_from_mimic(mimic_dir, setting, days)
+        where = "discharge summaries" if setting == "discharge" else f"notes of the first {days} days"
+        name = "readmit_discharge" if setting == "discharge" else f"readmit_early_{days}d"
+        desc = f"30-day readmission from {where} (ClinicalBERT protocol), prepared from {Path(mimic_dir).resolve()}"
+    else:
+        df, skipped = from_notes_csv(notes, columns, out)
+        name, desc = "readmit_notes", f"30-day readmission from the notes CSV {Path(notes).resolve()}"
+    summary = write_prepared(df, out, name=name, description=desc, fractions=fractions, seed=seed,
+                             balanced_test=balanced_test)
+    summary["skipped"] = skipped
+    summary["prevalence"] = float(np.mean(df["label"])) if len(df) else 0.0
+    return summary

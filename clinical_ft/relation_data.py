@@ -1,0 +1,279 @@
+"""Readers for relation extraction: BioBERT/BLUE tsv files and DDI-2013 annotated XML documents.
+
+Both give `RelExample`s: one candidate pair per example. Tsv sentences come with the arguments
+masked; document pairs keep the sentence and the two argument spans, marked at encoding time in the
+configured style (`RelExample.marked`). Policies for bad document input (counted and reported, never
+a crash):
+
+- pair naming an entity that does not exist, or whose offsets are unreadable/outside the sentence:
+  the pair is skipped with a reason;
+- pair marked ``ddi="true"`` with no ``type``: skipped with a reason (its class is unknown);
+- discontinuous mention (``"12-20;30-35"``): treated as its full extent, first start to last end;
+- overlapping or nested arguments: entity markers are still inserted at the exact offsets
+  (nested spans nest their markers); BioBERT masks replace the union with ``@DRUG-DRUG$``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+log = logging.getLogger("clinical_ft.relation")
+
+MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
+MASK, OVERLAP_MASK = "@DRUG$", "@DRUG-DRUG$"
+# argument masks in tsv files: BLUE/BioBERT (@GENE$, @CHEM-GENE$...) and ChemProt BioBERT (BC6ENTC/G)
+TSV_MASK = re.compile(r"@[A-Z][A-Z-]*\$|BC6ENT[CG]")
+# document parts of the official release zip, by split
+DDI_PARTS = {"train": "DDICorpus/Train/", "test": "DDICorpus/Test/Test for DDI Extraction task/"}
+
+
+@dataclass
+class RelExample:
+    """One candidate pair, arguments marked in `text`.
+
+    Attributes:
+        id: pair id (DDI) or tsv index column, else ``file:line``.
+        text: the sentence with both arguments marked (entity markers or masks).
+        label: gold class, or None when unlabelled.
+        source, line: where it came from (line is None for XML).
+        doc_id: document id (groups pairs for a dev split carved by document).
+        args: character spans (exclusive ends) of the two arguments in an unmarked `text`
+            (documents; marked at encoding time in the configured style), or None when `text`
+            already carries masks (tsv).
+    """
+
+    id: str
+    text: str
+    label: str | None
+    source: str
+    line: int | None
+    doc_id: str
+    args: tuple[tuple[int, int], tuple[int, int]] | None = None
+
+    def marked(self, style: str) -> tuple[str, tuple[int, int]]:
+        """The text with both arguments marked, and where the two argument markers start
+        (-1 when a tsv sentence carries no recognisable mask)."""
+        if self.args is None:
+            return self.text, _tsv_starts(self.text)
+        return mark(self.text, self.args[0], self.args[1], style)
+
+
+@dataclass
+class ReadReport:
+    """What a reader noticed: counts per issue and every skipped pair with its reason."""
+
+    counts: Counter = field(default_factory=Counter)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (file, pair id, reason)
+    first: dict[str, list[str]] = field(default_factory=dict)  # issue -> first few "file pair-id"
+
+    def note(self, issue: str, where: str, pair_id: str) -> None:
+        self.counts[issue] += 1
+        self.first.setdefault(issue, [])
+        if len(self.first[issue]) < 3:
+            self.first[issue].append(f"{where} {pair_id}")
+
+    def skip(self, reason: str, where: str, pair_id: str) -> None:
+        self.note(reason, where, pair_id)
+        self.skipped.append((where, pair_id, reason))
+
+    def lines(self) -> list[str]:
+        return [f"{n} x {issue} (first: {', '.join(self.first[issue])})" for issue, n in sorted(self.counts.items())]
+
+
+def _tsv_starts(text: str) -> tuple[int, int]:
+    found = [m.start() for m in TSV_MASK.finditer(text)]
+    if not found:
+        return (-1, -1)
+    return (found[0], found[1] if len(found) > 1 else found[0])  # one mask: overlapping arguments
+
+
+def read_tsv(path: str | Path, require_labels: bool = True) -> list[RelExample]:
+    """Read a BioBERT/BLUE relation tsv: ``sentence<TAB>label`` or ``index<TAB>sentence<TAB>label``,
+    with or without a header line (a header names its columns: ``index``/``id``, ``sentence``/``text``,
+    ``label``). Unlabelled input (predict) may also be one sentence per line, or ``index<TAB>sentence``
+    under a header.
+
+    Raises:
+        InputError: undecodable bytes, a blank line, a row with the wrong number of fields, an empty
+            sentence or label — with file and line.
+    """
+    path = Path(path)
+    raw = path.read_bytes().split(b"\n")
+    if raw and raw[-1].strip() == b"":
+        raw.pop()
+    rows: list[tuple[int, list[str]]] = []
+    for ln, bline in enumerate(raw, start=1):
+        try:
+            line = bline.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            raise InputError(path, ln, "UTF-8 text", f"byte 0x{bline[exc.start]:02x}") from None
+        rows.append((ln, line.split("\t")))
+    if not rows:
+        raise InputError(path, None, "at least one `sentence<TAB>label` row", "an empty file")
+    first = [f.strip().lower() for f in rows[0][1]]
+    ncols = len(first)
+    if "sentence" in first or "text" in first:  # header: columns by name
+        rows = rows[1:]
+        name = {f: i for i, f in enumerate(first)}
+        s_col = name.get("sentence", name.get("text"))
+        i_col, l_col = name.get("index", name.get("id")), name.get("label")
+    else:  # by count: sentence | sentence, label | index, sentence, label
+        s_col, i_col, l_col = (1, 0, 2) if ncols == 3 else (0, None, 1 if ncols == 2 else None)
+    if ncols > 3 or (require_labels and l_col is None):
+        raise InputError(path, 1, "`sentence<TAB>label` or `index<TAB>sentence<TAB>label` rows (optional header)",
+                         f"{ncols} field(s)")
+    out = []
+    for ln, fields in rows:
+        if len(fields) != ncols:
+            what = "a blank line" if fields == [""] else f"{len(fields)} field(s)"
+            raise InputError(path, ln, f"{ncols} tab-separated fields like the first row", what)
+        sent = fields[s_col]
+        label = fields[l_col].strip() if l_col is not None else None
+        if not sent.strip():
+            raise InputError(path, ln, "a non-empty sentence", "an empty field")
+        if l_col is not None and not label:
+            raise InputError(path, ln, "a non-empty label", "an empty field")
+        rid = fields[i_col].strip() if i_col is not None else f"{path.name}:{ln}"
+        out.append(RelExample(rid, sent, label, str(path), ln, rid))
+    return out
+
+
+def _spans(offset: str | None, n: int) -> list[tuple[int, int]] | None:
+    """``"3-9;12-15"`` (inclusive ends) -> [(3, 10), (12, 16)] (exclusive ends), None if unreadable."""
+    try:
+        spans = [(int(a), int(b) + 1) for a, b in (part.split("-") for part in (offset or "").split(";"))]
+    except ValueError:
+        return None
+    return spans if all(0 <= a < b <= n for a, b in spans) else None
+
+
+def mark(text: str, e1: tuple[int, int], e2: tuple[int, int], style: str) -> tuple[str, tuple[int, int]]:
+    """Mark two argument spans (exclusive ends) in `text`.
+
+    Args:
+        style: ``entity_markers`` (``[E1] x [/E1]``, nested/overlapping spans keep exact offsets) or
+            ``mask`` (each argument replaced by ``@DRUG$``; overlapping arguments by one ``@DRUG-DRUG$``).
+
+    Returns:
+        The marked text and the positions where the first and second argument markers start.
+    """
+    if style == "mask":
+        if e1[0] < e2[1] and e2[0] < e1[1]:  # overlap: one mask over the union
+            a, b = min(e1[0], e2[0]), max(e1[1], e2[1])
+            return text[:a] + OVERLAP_MASK + text[b:], (a, a)
+        (a1, b1), (a2, b2) = sorted([e1, e2])
+        out = text[:a1] + MASK + text[b1:a2] + MASK + text[b2:]
+        first, second = a1, a1 + len(MASK) + (a2 - b1)
+        return out, (first, second) if e1[0] <= e2[0] else (second, first)
+    # (position, rank, arg, string): at one position closing markers come first (inner before
+    # outer), then opening markers (outer before inner), so nested spans nest their markers
+    ins = []
+    for k, (a, b) in ((1, e1), (2, e2)):
+        ins.append((a, 2, (a - b, k), k, f"[E{k}] "))
+        ins.append((b, 1, (b - a, -k), k, f" [/E{k}]"))
+    out, prev, starts = [], 0, [0, 0]
+    length = 0
+    for pos, rank, _, k, s in sorted(ins):
+        out.append(text[prev:pos])
+        length += pos - prev
+        if rank == 2:
+            starts[k - 1] = length
+        out.append(s)
+        length += len(s)
+        prev = pos
+    out.append(text[prev:])
+    return "".join(out), (starts[0], starts[1])
+
+
+def _xml_sources(path: Path, split: str | None) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the XML documents in a file, a folder or a zip (for the official release
+    zip, only the part belonging to `split`), in sorted name order."""
+    if path.is_dir():
+        return [(str(p), p.read_bytes()) for p in sorted(path.rglob("*.xml"))]
+    if not zipfile.is_zipfile(path):
+        return [(str(path), path.read_bytes())]
+    with zipfile.ZipFile(path) as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".xml") and "/." not in n and "__MACOSX" not in n)
+        prefix = DDI_PARTS.get(split or "")
+        if prefix and any(n.startswith(prefix) for n in names):
+            names = [n for n in names if n.startswith(prefix)]
+        return [(f"{path}!{n}", zf.read(n)) for n in names]
+
+
+def read_ddi(path: str | Path, split: str | None = None) -> tuple[list[RelExample], ReadReport]:
+    """One example per candidate pair of DDI-2013-format XML documents (file, folder or zip).
+
+    Labels: the pair's ``type`` for ``ddi="true"``, ``false`` otherwise. See the module docstring
+    for what happens to bad pairs; every skipped pair is in the report with its reason.
+
+    Raises:
+        InputError: a document that is not well-formed XML (file and line).
+    """
+    path = Path(path)
+    report, out = ReadReport(), []
+    for name, data in _xml_sources(path, split):
+        try:
+            root = ET.fromstring(data)
+        except ET.ParseError as exc:
+            raise InputError(name, exc.position[0], "a well-formed DDI XML document", str(exc)) from None
+        short = name.rsplit("/", 1)[-1]
+        doc_id = root.get("id") or short
+        for sent in root.iter("sentence"):
+            text = (sent.get("text") or "").rstrip("\r\n")
+            ents: dict[str, list[tuple[int, int]] | None] = {}
+            for ent in sent.iter("entity"):
+                spans = _spans(ent.get("charOffset"), len(text))
+                ents[ent.get("id") or ""] = spans
+                if spans and len(spans) > 1:
+                    report.note("discontinuous mention (marked by its full extent)", short, ent.get("id") or "?")
+            for pair in sent.iter("pair"):
+                pid = pair.get("id") or f"{sent.get('id')}.p?"
+                e1, e2 = ents.get(pair.get("e1") or ""), ents.get(pair.get("e2") or "")
+                if pair.get("e1") not in ents or pair.get("e2") not in ents:
+                    report.skip("pair refers to a missing entity", short, pid)
+                    continue
+                if e1 is None or e2 is None:
+                    report.skip("argument offsets unreadable or outside the sentence", short, pid)
+                    continue
+                ddi = pair.get("ddi")
+                true = (ddi or "").lower() == "true"
+                if true and not pair.get("type"):
+                    report.skip('ddi="true" without a type', short, pid)
+                    continue
+                s1, s2 = (e1[0][0], e1[-1][1]), (e2[0][0], e2[-1][1])
+                if s1[0] < s2[1] and s2[0] < s1[1]:
+                    report.note("overlapping or nested arguments", short, pid)
+                label = None if ddi is None else pair.get("type", "").lower() if true else "false"
+                out.append(RelExample(pid, text, label, name, None, doc_id, (s1, s2)))
+    return out, report
+
+
+def add_markers(tokenizer: Any) -> None:
+    """Add [E1] [/E1] [E2] [/E2] as special tokens (no-op when already there, e.g. a saved run)."""
+    missing = [m for m in MARKERS if m not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_ddi_once(path: str, split: str | None, mtime: float) -> tuple[tuple[RelExample, ...], ReadReport]:
+    examples, report = read_ddi(path, split)
+    for line in report.lines():  # once per file and part, though train and validation both read it
+        log.warning("%s: %s", path, line)
+    return tuple(examples), report
+
+
+def read_documents(path: str | Path, split: str | None = None) -> tuple[list[RelExample], ReadReport]:
+    """DDI-format documents (file, folder or zip) -> pairs; problems are logged with their locations."""
+    examples, report = _read_ddi_once(str(path), split, Path(path).stat().st_mtime)
+    return list(examples), report

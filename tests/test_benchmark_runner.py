@@ -1,0 +1,162 @@
+"""Benchmark runner: grid expansion, failures recorded without stopping the grid, resume, the table
+(reference column from card metadata, macro score), and the bootstrap interval."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clinical_ft import bench_table, benchmark
+from clinical_ft.cli import main
+from clinical_ft.config import DataSpec, Reference, TaskCard, load
+
+CARDS = ["tests/fixtures/ncbi_mini.yaml", "tests/fixtures/bc5_mini.yaml"]
+FAST = ["max_length=32", "stride=8", "per_device_train_batch_size=2", "eval_strategy=no", "logging_steps=1"]
+
+
+def test_bootstrap_interval_contains_estimate_is_seeded_and_narrows_with_more_data() -> None:
+    correct = np.random.default_rng(0).integers(0, 2, size=50).astype(float)  # per-example 0/1 outcomes
+    more = np.tile(correct, 16)  # same accuracy, 16x the examples
+
+    def ci(v: np.ndarray, seed: int = 1) -> tuple[float, float]:
+        return bench_table.bootstrap_ci(lambda idx: float(v[idx].mean()), len(v), resamples=400, seed=seed)
+
+    low, high = ci(correct)
+    assert low < correct.mean() < high
+    assert ci(correct) == ci(correct) and ci(correct, seed=2) != ci(correct)
+    low16, high16 = ci(more)
+    assert low16 < more.mean() < high16
+    assert high16 - low16 < (high - low) / 2  # width shrinks ~ 1/sqrt(n): about a quarter here
+    assert bench_table.bootstrap_ci(lambda idx: 0.7, 10, resamples=50, seed=0) == (0.7, 0.7)
+    assert all(math.isnan(x) for x in bench_table.bootstrap_ci(lambda idx: 1.0, 0, resamples=50))
+
+
+def _done(card: str, kind: str, enc: str, seed: int, value: float, limited: bool = False) -> dict:
+    return {"card": card, "kind": kind, "encoder": enc, "seed": seed, "status": "done", "metric": "f1",
+            "value": value, "limited": limited, "train_examples": 10, "train_examples_available": 10}
+
+
+def test_table_renders_reference_difference_and_blurb_macro() -> None:
+    bc5 = load(TaskCard, "tests/fixtures/bc5_mini.yaml")  # reference: BioBERT v1.1, 93.04 (percent)
+    qa = TaskCard(name="qa_x", version=1, kind="qa", data=DataSpec(format="squad", files={"test": "t.json"}),
+                  metric="accuracy", references=[Reference(model="PubMedBERT", score=0.5584, source="BLURB")])
+    recs = [_done("bc5_mini", "ner", "biobert", 1, 0.90), _done("bc5_mini", "ner", "biobert", 2, 0.92),
+            _done("qa_x", "qa", "biobert", 1, 0.60),
+            {"card": "qa_x", "kind": "qa", "encoder": "biobert", "seed": 2, "status": "failed", "reason": "ValueError: boom"}]
+    rows = bench_table.summarize(recs, {"bc5_mini": bc5, "qa_x": qa})
+    assert rows[0]["mean"] == pytest.approx(91.0) and rows[0]["sd"] == pytest.approx(math.sqrt(2))
+    assert rows[0]["reference"] == 93.04 and rows[0]["diff"] == pytest.approx(-2.04)
+    assert rows[1]["reference"] == pytest.approx(55.84) and rows[1]["diff"] == pytest.approx(4.16)  # fraction -> x100
+    macros = bench_table.macro(rows, n_cards=2)
+    assert macros[0]["macro"] == pytest.approx((91.0 + 60.0) / 2)  # mean of family means (ner, qa)
+    grid = benchmark.Grid(cards=["a", "b"], encoders=["biobert"], seeds=[1, 2])
+    md = bench_table.markdown(rows, macros, recs, grid, Path("bench"))
+    assert "| bc5_mini | ner | biobert | f1 | 2 | 91.00 | 1.41 |" in md
+    assert "93.04 (BioBERT v1.1) | -2.04 | full |" in md and "55.84 (PubMedBERT) | 4.16 |" in md
+    assert "| biobert | 91.00 | 60.00 | 75.50 | 2/2 |" in md and "ValueError: boom" in md
+    assert "LIMITED" not in md
+    limited = bench_table.summarize([_done("bc5_mini", "ner", "minilm", 1, 0.5, limited=True)], {"bc5_mini": bc5})
+    assert limited[0]["limited"] and limited[0]["budget"].startswith("LIMITED")
+    assert "**LIMITED runs**" in bench_table.markdown(limited, bench_table.macro(limited, 1), [], grid, Path("b"))
+
+
+def test_reference_follows_the_encoder_and_config_resolution() -> None:
+    ncbi = load(TaskCard, "tasks/ner/ncbi_disease.yaml")
+    assert bench_table.pick_reference(ncbi, "pubmedbert").model == "PubMedBERT"
+    assert bench_table.pick_reference(ncbi, "dmis-lab/biobert-base-cased-v1.2").model.startswith("BioBERT")
+    assert bench_table.pick_reference(ncbi, "minilm") is ncbi.references[0]
+    grid = benchmark.Grid(cards=[], encoders=[], seeds=[], overrides=["learning_rate=3e-5"], epochs=1, max_train_examples=9)
+    cfg, source = benchmark.run_config(grid, "ner", "biobert", 7)  # no configs/ner/biobert.yaml: minilm's
+    assert source.endswith("configs/ner/minilm.yaml") and cfg.encoder == "biobert" and cfg.seed == 7
+    assert cfg.learning_rate == 3e-5 and cfg.num_train_epochs == 1.0 and cfg.max_train_examples == 9
+    grid.config = "ner/bert_base"
+    assert benchmark.run_config(grid, "ner", "minilm", 1)[1].endswith("configs/ner/bert_base.yaml")
+    assert benchmark.run_config(benchmark.Grid([], [], []), "doc_classification", "minilm", 1)[1] == "defaults"
+
+
+def test_test_metric_is_the_one_the_card_names() -> None:
+    class Task:
+        metric_for_best_model = "f1"
+
+    scores = {"f1": 0.5, "mrr": 0.3, "precision": 0.2, "auroc": 0.7}
+
+    def key(text: str) -> str:
+        card = TaskCard(name="x", version=1, kind="qa", data=DataSpec(format="x", files={"test": "t"}), metric=text)
+        return benchmark.metric_key(card, Task(), scores)
+
+    assert key("seqeval entity-level f1 (test)") == "f1"
+    assert key("precision/recall/F1 of class 1 (test)") == "f1"  # the task's metric wins when named
+    assert key("BioASQ factoid mrr (test; strict_acc also reported)") == "mrr"
+    assert key("admission-level AUROC (test)") == "auroc"
+    assert key("a metric with no score key") == "f1"
+
+
+def _statuses(out: Path) -> dict[tuple[str, str, int], str]:
+    grid = benchmark.load_grid(out)
+    return {(c.card.name, benchmark.encoder_slug(c.encoder), c.seed): benchmark.status(c.dir)
+            for c in benchmark.expand(grid, out)}
+
+
+def test_grid_records_failures_resumes_and_reprints_the_table(
+        tiny_encoder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"  # its data folder does not exist: the run fails, the grid goes on
+    broken.write_text(Path(CARDS[0]).read_text().replace("name: ncbi_mini", "name: broken")
+                      .replace("path: ncbi_mini", "path: no_such_folder"))
+    rel = tmp_path / "rel.yaml"  # a kind whose task module cannot be imported: skipped with the reason
+    rel.write_text(broken.read_text().replace("name: broken", "name: rel_mini").replace("kind: ner", "kind: relation"))
+    monkeypatch.setitem(benchmark.KIND_MODULES, "relation", "clinical_ft._no_such_task_module")
+    out = tmp_path / "bench"
+    tiny = benchmark.encoder_slug(tiny_encoder)
+    argv = ["benchmark", *FAST, "--cards", *CARDS, str(broken), str(rel), "--encoders",
+            f"{tiny_encoder},no-org/no-such-encoder", "--seeds", "1,2", "--max-steps", "2",
+            "--data-dir", "tests/fixtures", "--bootstrap", "30", "--out", str(out)]
+    assert main(argv) == 0
+    st = _statuses(out)
+    assert len(st) == 4 * 2 * 2
+    assert {k: v for k, v in st.items() if v == "done"}.keys() == {
+        (c, tiny, s) for c in ("ncbi_mini", "bc5_mini") for s in (1, 2)}
+    run = out / "runs" / "bc5_mini" / tiny / "seed2"
+    result = json.loads((run / "result.json").read_text())
+    assert result["metric"] == "f1" and 0.0 <= result["value"] <= 1.0 and result["limited"] is True
+    assert "seed: 2" in (run / "run.yaml").read_text() and "max_steps: 2" in (run / "run.yaml").read_text()
+    assert len((run / "predictions_test.jsonl").read_text().splitlines()) == result["test_examples"] == 2
+    err = json.loads((out / "runs" / "broken" / tiny / "seed1" / "error.json").read_text())
+    assert err["type"] == "ClinicalFTError" and "not found" in err["message"] and "Traceback" in err["traceback"]
+    skip = json.loads((out / "runs" / "ncbi_mini" / "no-org__no-such-encoder" / "seed1" / "skipped.json").read_text())
+    assert skip["type"] == "EncoderNotFound" and "not available offline" in skip["reason"]
+    skip = json.loads((out / "runs" / "rel_mini" / tiny / "seed2" / "skipped.json").read_text())
+    assert skip["type"] == "TaskUnavailable" and "_no_such_task_module" in skip["reason"]
+    md = (out / "results.md").read_text()
+    assert "**LIMITED runs**" in md and "93.04 (BioBERT v1.1)" in md and "EncoderNotFound" in md
+    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 16
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 2
+
+    # interruption: one run never started, one trained but not yet scored; resume redoes only those
+    shutil.rmtree(out / "runs" / "bc5_mini" / tiny / "seed2")
+    (out / "runs" / "ncbi_mini" / tiny / "seed2" / "result.json").unlink()
+    kept = out / "runs" / "ncbi_mini" / tiny / "seed1" / "result.json"
+    before = kept.stat().st_mtime_ns
+    trained: list[tuple[str, str, int]] = []
+    real_train = benchmark.engine.train
+
+    def spy(task, card, cfg, out_dir, **kw):  # noqa: ANN001, ANN003, ANN202
+        trained.append((card.name, cfg.encoder, cfg.seed))
+        return real_train(task, card, cfg, out_dir, **kw)
+
+    monkeypatch.setattr(benchmark.engine, "train", spy)
+    assert main(["benchmark", "--resume", str(out)]) == 0
+    # failed and skipped runs are retried; of the finished ones, only the removed run trains again
+    assert [t for t in trained if t[0] != "broken" and t[1] == tiny_encoder] == [("bc5_mini", tiny_encoder, 2)]
+    assert _statuses(out) == st and kept.stat().st_mtime_ns == before
+    # a different grid in the same folder is refused; the table is printed again without training
+    assert main(["3" if a == "1,2" else a for a in argv]) == 2  # seeds 3 instead of 1,2
+    assert "holds a different grid" in capsys.readouterr().err
+    monkeypatch.setattr(benchmark.engine, "train", None)
+    assert main(["benchmark", "--table", str(out), "--format", "markdown"]) == 0
+    assert capsys.readouterr().out.strip() == (out / "results.md").read_text().strip()

@@ -1,0 +1,162 @@
+"""Fine-tuning methods: partial freezing, head-only, LLRD groups, LoRA (train, save, merge, resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clinical_ft import engine, methods
+from clinical_ft.config import TaskCard, TrainConfig, from_dict, load
+from clinical_ft.errors import ClinicalFTError, ConfigError
+from clinical_ft.ner import TASK
+
+CARD = "tests/fixtures/ncbi_mini.yaml"
+DATA = "tests/fixtures"
+LABELS = ["O", "B-Disease", "I-Disease"]
+H, INTER, POS = 32, 37, 512  # the tiny_encoder's BertConfig (2 layers)
+
+
+def _sizes(vocab: int) -> tuple[int, int, int]:
+    """(embeddings, one transformer layer, token-classification head) parameter counts, by hand."""
+    emb = vocab * H + POS * H + 2 * H + 2 * H  # word, position, token type, LayerNorm
+    layer = 4 * (H * H + H) + 2 * H + (H * INTER + INTER) + (INTER * H + H) + 2 * H  # Q K V O, LN, FFN, LN
+    head = H * len(LABELS) + len(LABELS)
+    return emb, layer, head
+
+
+def _model(tiny: str, **kw: object) -> tuple[torch.nn.Module, TrainConfig]:
+    cfg = TrainConfig(encoder=tiny, **kw)
+    return methods.apply(TASK.build_model(tiny, LABELS, cfg), cfg), cfg
+
+
+def _cfg(tiny: str, **kw: object) -> TrainConfig:
+    base = {"encoder": tiny, "max_steps": 2, "per_device_train_batch_size": 2, "max_length": 32, "stride": 8,
+            "eval_strategy": "no", "logging_steps": 1}
+    return from_dict(TrainConfig, {**base, **kw}, "test")
+
+
+def test_partial_and_head_only_leave_exactly_the_expected_parameters_trainable(tiny_encoder: str) -> None:
+    model, _ = _model(tiny_encoder, method="partial", freeze_embeddings=True, freeze_layers=1)
+    emb, layer, head = _sizes(model.config.vocab_size)
+    assert methods.count_trainable(model) == (layer + head, emb + 2 * layer + head)
+    assert not model.bert.encoder.layer[0].attention.self.query.weight.requires_grad
+    assert model.bert.encoder.layer[1].attention.self.query.weight.requires_grad
+
+    model, _ = _model(tiny_encoder, method="partial", freeze_layers=2)
+    assert methods.count_trainable(model)[0] == emb + head
+    model, _ = _model(tiny_encoder, method="head_only")
+    assert methods.count_trainable(model)[0] == head
+    model, _ = _model(tiny_encoder)
+    assert methods.count_trainable(model)[0] == emb + 2 * layer + head
+
+
+def test_method_settings_are_validated(tiny_encoder: str) -> None:
+    bad = {"method": "partial", "lora_dropout": 1.5, "layerwise_lr_decay": 0.0, "lora_r": 0}
+    with pytest.raises(ConfigError) as err:
+        from_dict(TrainConfig, bad, "cfg.yaml")
+    text = str(err.value)
+    for key in ("partial freezes nothing", "lora_dropout", "layerwise_lr_decay", "lora_r"):
+        assert key in text
+    with pytest.raises(ConfigError, match="only used with method: partial"):
+        from_dict(TrainConfig, {"freeze_layers": 1}, "cfg.yaml")
+    with pytest.raises(ClinicalFTError, match="has 2 layers"):
+        _model(tiny_encoder, method="partial", freeze_layers=3)
+    with pytest.raises(ClinicalFTError, match="not linear layers.*'query'"):
+        _model(tiny_encoder, method="lora", lora_target_modules=["q_proj"])
+
+
+def test_llrd_groups_have_lrs_decayed_by_layer(tiny_encoder: str, tmp_path: Path) -> None:
+    model, cfg = _model(tiny_encoder, layerwise_lr_decay=0.5, learning_rate=1e-3)
+    assert methods.optimizer_cls_and_kwargs(model, TrainConfig(), None) is None  # no LLRD: Trainer default
+    args = engine.training_arguments(cfg, tmp_path, has_eval=False, metric="f1")
+    trainer = engine._trainer_class()(model=model, args=args,
+                                      optimizer_cls_and_kwargs=methods.optimizer_cls_and_kwargs(model, cfg, args))
+    opt = trainer.create_optimizer()
+    where = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    expected = {"embeddings": 1e-3 * 0.5**3, "layer.0.": 1e-3 * 0.5**2, "layer.1.": 1e-3 * 0.5, "classifier": 1e-3}
+    named = dict(model.named_parameters())
+    assert len(where) == len(named)
+    for name, p in named.items():
+        lr, wd = where[id(p)]
+        assert lr == pytest.approx(next(v for k, v in expected.items() if k in name)), name
+        assert wd == (0.0 if "bias" in name or "LayerNorm" in name else cfg.weight_decay), name
+
+
+def test_partial_with_llrd_trains_through_engine_and_keeps_frozen_weights(tiny_encoder: str, tmp_path: Path) -> None:
+    card = load(TaskCard, CARD)
+    cfg = _cfg(tiny_encoder, method="partial", freeze_embeddings=True, freeze_layers=1, layerwise_lr_decay=0.8,
+               learning_rate=1e-2)
+    metrics = engine.train(TASK, card, cfg, tmp_path / "run", data_dir=DATA)
+    base = load_file(str(Path(tiny_encoder) / "model.safetensors"))
+    emb, layer, head = _sizes(base["embeddings.word_embeddings.weight"].shape[0])
+    assert metrics["trainable_parameters"] == layer + head and metrics["method"] == "partial"
+    assert metrics["seconds_per_step"] > 0
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    for key in ("embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight"):
+        assert torch.equal(saved["bert." + key], base[key]), key
+    assert not torch.equal(saved["bert.encoder.layer.1.attention.self.query.weight"],
+                           base["encoder.layer.1.attention.self.query.weight"])
+    assert "partial(frozen: embeddings, layers 0-0) + llrd(0.8)" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_lora_saves_adapter_and_merged_model_that_predicts_like_the_adapter(tiny_encoder: str, tmp_path: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
+
+    card = load(TaskCard, CARD)
+    cfg = _cfg(tiny_encoder, method="lora", lora_r=4, learning_rate=1e-2)
+    out = tmp_path / "run"
+    metrics = engine.train(TASK, card, cfg, out, data_dir=DATA)
+    # LoRA on query+value: A (r x H) + B (H x r) per module, 2 modules x 2 layers; plus the head (modules_to_save)
+    assert metrics["trainable_parameters"] == 2 * 2 * (2 * 4 * H) + _sizes(0)[2]
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
+    merged = load_file(str(out / "model.safetensors"))
+    assert not any("lora" in k for k in merged)
+    base = load_file(str(Path(tiny_encoder) / "model.safetensors"))
+    q = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(merged["bert." + q], base[q])  # the adapter was merged in
+    assert torch.equal(merged["bert.encoder.layer.0.attention.self.key.weight"], base["encoder.layer.0.attention.self.key.weight"])
+
+    run = engine.load_run(TASK, out)  # no peft needed: a plain token classifier
+    examples = TASK.load_split(run.card, "test", DATA)
+    enc = TASK.encode(run.tokenizer, examples, run.cfg, run.labels)
+    batch = DataCollatorForTokenClassification(run.tokenizer)([{k: v for k, v in r.items() if k != "length"} for r in enc.dataset])
+    batch.pop("labels")
+    adapter = PeftModel.from_pretrained(AutoModelForTokenClassification.from_pretrained(tiny_encoder, num_labels=3),
+                                        str(out / "adapter"))
+    run.model.eval(), adapter.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(**batch).logits, adapter(**batch).logits, atol=1e-5, rtol=1e-4)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_lora_run_resumes_from_its_checkpoint(tiny_encoder: str, tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    class StopAfterFirstSave(TrainerCallback):
+        def on_save(self, args, state, control, **kw):  # noqa: ANN001
+            raise _Interrupt
+
+    class RecordStart(TrainerCallback):
+        start = -1
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
+            RecordStart.start = state.global_step
+
+    card = load(TaskCard, CARD)
+    cfg = _cfg(tiny_encoder, method="lora", eval_strategy="steps", eval_steps=1, early_stopping_patience=0)
+    out = tmp_path / "run"
+    with pytest.raises(_Interrupt):
+        engine.train(TASK, card, cfg, out, data_dir=DATA, callbacks=[StopAfterFirstSave()])
+    assert (out / "checkpoints" / "checkpoint-1" / "adapter_model.safetensors").is_file()
+    metrics = engine.train(TASK, card, cfg, out, data_dir=DATA, callbacks=[RecordStart()])
+    assert RecordStart.start == 1 and metrics["global_steps"] == 2
+    assert json.loads((out / "metrics.json").read_text())["method"] == "lora"
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()

@@ -1,0 +1,122 @@
+"""Every `python -m clinical_ft.readmission` subcommand through main(argv) with the tiny encoder,
+plus one slow end-to-end `demo` on the real bundled MiniLM."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clinical_ft import engine
+from clinical_ft.readmission import TASK, main, synthetic
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("readmit")
+    syn = synthetic.generate(root / "syn", 40, seed=1, words=90)
+    assert main(["prepare", "--mimic-dir", syn["out"], "--out", str(root / "data")]) == 0
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def trained(prepared: Path, tiny_encoder: str) -> Path:
+    out = prepared.parent / "run"
+    rc = main(["train", "--data", str(prepared), "--config", "readmission/minilm", "--encoder", tiny_encoder,
+               "--out", str(out), "max_length=64", "stride=8", "max_steps=2", "per_device_train_batch_size=4",
+               "eval_strategy=steps", "eval_steps=2", "aggregation=max"])
+    assert rc == 0
+    return out
+
+
+def test_prepare_writes_splits_and_card(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert {p.name for p in prepared.iterdir()} >= {"train.csv", "validation.csv", "test.csv", "card.yaml"}
+    header = next(csv.reader((prepared / "train.csv").open()))
+    assert header == ["admission_id", "text", "label", "subject_id"]
+
+
+def test_train_selects_on_admission_auroc(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["global_steps"] == 2
+    assert "auroc" in metrics["validation"] and "rp80" in metrics["validation"]
+    run = engine.load_run(TASK, trained)
+    assert run.cfg.aggregation == "max" and run.card.kind == "readmission"
+
+
+def test_evaluate_writes_metrics_predictions_and_curves(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--model", str(trained), "--split", "test"]) == 0
+    result = json.loads((trained / "eval_test.json").read_text())
+    assert {"auroc", "auprc_avg_precision", "auprc_trapezoid", "rp80"} <= set(result)
+    assert result["aggregation"] == "max"
+    for name in ("roc_test.png", "pr_test.png", "predictions_test.csv"):
+        assert (trained / name).is_file()
+    rows = list(csv.DictReader((trained / "predictions_test.csv").open()))
+    assert len(rows) == result["admissions"]
+    assert "auroc" in capsys.readouterr().out
+
+
+def test_predict_accounts_for_every_row(trained: Path, prepared: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    src = list(csv.DictReader((prepared / "test.csv").open()))[:4]
+    notes = tmp_path / "notes.csv"
+    with notes.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["hadm", "note"])
+        w.writerows([[r["admission_id"], r["text"]] for r in src] + [["x", " "]])
+    out = tmp_path / "pred" / "risk.csv"
+    rc = main(["predict", "--model", str(trained), "--notes", str(notes), "--out", str(out), "--id-column", "hadm",
+               "--text-column", "note", "--aggregation", "clinicalbert", "--c", "3"])
+    assert rc == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["admission_id"] for r in rows] == [r["admission_id"] for r in src]
+    assert all(r["aggregation"] == "clinicalbert" and 0 <= float(r["risk"]) <= 1 for r in rows)
+    skipped = list(csv.DictReader((out.parent / "skipped.csv").open()))
+    assert [(s["row"], s["id"]) for s in skipped] == [("5", "x")]
+    assert "4 admissions scored" in capsys.readouterr().out
+    assert main(["predict", "--model", str(trained), "--notes", str(notes), "--out", str(out)]) == 2
+    assert "hadm" in capsys.readouterr().err  # the header it found is named
+
+
+def test_explain_writes_a_report(trained: Path, prepared: Path, tmp_path: Path) -> None:
+    pytest.importorskip("clinical_ft.interpret")
+    ids = [r["admission_id"] for r in list(csv.DictReader((prepared / "test.csv").open()))[:2]]
+    out = tmp_path / "report.html"
+    rc = main(["explain", "--model", str(trained), "--notes", str(prepared / "test.csv"), "--ids", ",".join(ids),
+               "--out", str(out), "--no-attributions"])
+    assert rc == 0
+    html = out.read_text()
+    assert html.startswith("<!") and ids[0] in html
+    assert main(["explain", "--model", str(trained), "--notes", str(prepared / "test.csv"), "--ids", "nope",
+                 "--out", str(out)]) == 2
+
+
+def test_demo_runs_end_to_end_on_a_tiny_model(tiny_encoder: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["demo", "--out", str(tmp_path / "demo"), "--encoder", tiny_encoder, "--patients", "30",
+               "--words", "60", "--max-steps", "2", "--no-attributions"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    for name in ("risk.csv", "skipped.csv", "run/eval_test.json", "data/card.yaml"):
+        assert (tmp_path / "demo" / name).is_file(), name
+        assert str(tmp_path / "demo" / name) in out or name.startswith(("run/", "data/"))
+    assert "SYNTHETIC" in out
+
+
+def test_module_entry_point() -> None:
+    r = subprocess.run([sys.executable, "-m", "clinical_ft.readmission", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "demo" in r.stdout and "predict" in r.stdout
+
+
+@pytest.mark.slow
+def test_demo_on_the_bundled_minilm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["demo", "--out", str(tmp_path / "demo"), "--patients", "50", "--words", "150", "--max-steps", "8",
+               "--no-attributions"])
+    assert rc == 0
+    result = json.loads((tmp_path / "demo" / "run" / "eval_test.json").read_text())
+    assert result["admissions"] > 0
+    assert 0.0 <= result["auroc"] <= 1.0 or result["positives"] in (0, result["admissions"])  # one class: NaN
+    assert (tmp_path / "demo" / "report.html").is_file() or "report not written" in capsys.readouterr().out
