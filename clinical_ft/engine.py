@@ -163,14 +163,18 @@ def train(
     out = Path(out_dir)
     if (out / "metrics.json").exists() and not overwrite:
         raise ClinicalFTError(f"{out} already holds a finished run; pass --overwrite or choose another --out")
+    if overwrite:  # start afresh: never resume from a stale checkpoint of an earlier run
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
-    leakage.check(card, [encoders.resolve(cfg.encoder)], data_dir, missing_ok=True)  # test text in DAPT corpus?
+    leakage.check(card, [encoders.resolve(cfg.encoder)], data_dir, missing_ok=True,  # test text in DAPT corpus?
+                  texts_fn=lambda: leakage.example_texts(task.load_split(card, "test", data_dir)))
     train_ex = task.load_split(card, "train", data_dir)
     n_train_all = len(train_ex)
     train_ex = _limit(train_ex, cfg.max_train_examples)
     labels = task.label_list(card, train_ex)
-    has_dev = "validation" in card.data.files or card.data.dev_fraction is not None
+    # eval_strategy "no" means no evaluation at all: the dev split is then neither read nor scored
+    has_dev = ("validation" in card.data.files or card.data.dev_fraction is not None) and cfg.eval_strategy != "no"
     dev_ex = _limit(task.load_split(card, "validation", data_dir), cfg.max_eval_examples) if has_dev else []
 
     model = methods.apply(task.build_model(cfg.encoder, labels, cfg), cfg)  # full/partial/head_only/lora
@@ -317,7 +321,8 @@ def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = Non
     the split's order, ``{"index": i, "prediction": ...}`` (e.g. for bootstrap intervals).
     """
     if split == "test":  # refuse a test split whose text was in the encoder's pre-training corpus
-        leakage.check(run.card, [run.path, encoders.resolve(run.cfg.encoder)], data_dir)
+        leakage.check(run.card, [run.path, encoders.resolve(run.cfg.encoder)], data_dir,
+                      texts_fn=lambda: leakage.example_texts(task.load_split(run.card, "test", data_dir)))
     examples = task.load_split(run.card, split, data_dir)
     encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
     start = time.perf_counter()

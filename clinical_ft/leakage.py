@@ -15,13 +15,14 @@ Hashes are the first 16 hex digits (64 bits) of sha256; no text is stored or log
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
 import re
 import shutil
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,23 @@ def split_fingerprint(card: TaskCard, split: str, data_dir: str | Path | None) -
     return path, file_sha256(path), texts
 
 
+def example_texts(examples: Iterable[Any]) -> list[list[str]]:
+    """Texts of a task's examples, read generically, one list per example: every string field of an
+    example dataclass, and list-of-string fields joined by spaces (a CoNLL sentence). This sees what a
+    task actually evaluates on, e.g. PubMedQA contexts whose test file holds only ids and labels."""
+    out: list[list[str]] = []
+    for ex in examples:
+        fields: list[str] = []
+        for f in dataclasses.fields(ex) if dataclasses.is_dataclass(ex) else ():
+            value = getattr(ex, f.name)
+            if isinstance(value, str):
+                fields.append(value)
+            elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+                fields.append(" ".join(value))
+        out.append(fields)
+    return out
+
+
 def load_manifest(directory: str | Path) -> dict[str, Any] | None:
     """The pre-training manifest of an encoder or run directory, or None if it has none."""
     path = Path(directory) / MANIFEST
@@ -128,7 +146,8 @@ def load_manifest(directory: str | Path) -> dict[str, Any] | None:
 
 
 def check(card: TaskCard, directories: Iterable[str | Path], data_dir: str | Path | None,
-          split: str = "test", *, missing_ok: bool = False) -> None:
+          split: str = "test", *, missing_ok: bool = False,
+          texts_fn: Callable[[], list[list[str]]] | None = None) -> None:
     """Refuse to train on or score `card` when its `split` text was in an encoder's pre-training corpus.
 
     Args:
@@ -137,6 +156,9 @@ def check(card: TaskCard, directories: Iterable[str | Path], data_dir: str | Pat
         data_dir: root for the card's data paths.
         split: the split that must not have been pre-trained on.
         missing_ok: when the split's file is absent, log and return instead of raising.
+        texts_fn: returns the split's texts as the task reads them (see `example_texts`); its units
+            are checked instead of the file's text read generically (the file's sha256 is still
+            compared). Called only when a manifest exists.
 
     Raises:
         ClinicalFTError: the split's file, or some of its sentences, were used for pre-training.
@@ -151,6 +173,8 @@ def check(card: TaskCard, directories: Iterable[str | Path], data_dir: str | Pat
             raise
         log.warning("pre-training leakage check of card %r postponed to evaluation: %s", card.name, exc)
         return
+    if texts_fn is not None:  # the texts the task evaluates on, rather than the file read generically
+        texts = [u for fields in texts_fn() if (u := set().union(*(unit_hashes(t) for t in fields)))]
     for directory, manifest in manifests:
         for src in manifest["sources"]:
             if src.get("sha256") == sha:

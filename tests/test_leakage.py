@@ -68,3 +68,19 @@ def test_clean_encoder_is_accepted_and_evaluation_checks_the_run_manifest(tiny_e
     with pytest.raises(ClinicalFTError, match="test split"):
         engine.evaluate(TASK, run, "test", DATA)
     assert engine.evaluate(TASK, run, "validation", DATA)["examples"] > 0  # only test text is guarded
+
+
+def test_texts_are_taken_from_the_task_examples_not_only_the_test_file(tiny_encoder: str, tmp_path: Path) -> None:
+    """PubMedQA's test file holds only ids and labels; its contexts live in another file. The check
+    must see the contexts the task evaluates on."""
+    from clinical_ft.qa import task_for
+
+    card = load(TaskCard, "tests/fixtures/qa/pubmedqa_mini.yaml")
+    task = task_for(card)
+    test_examples = task.load_split(card, "test", "tests/fixtures/qa")
+    context = next(t for t in leakage.example_texts(test_examples[:1])[0] if len(t) > 200)
+    enc = _encoder_with_manifest(tiny_encoder, tmp_path, [context])
+    cfg = TrainConfig(encoder=str(enc), max_steps=1, per_device_train_batch_size=2, max_length=64, stride=16,
+                      eval_strategy="no")
+    with pytest.raises(ClinicalFTError, match="pre-trained on text of the test split of card"):
+        engine.train(task, card, cfg, tmp_path / "run", data_dir="tests/fixtures/qa")

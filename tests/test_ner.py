@@ -107,3 +107,22 @@ def test_resume_after_interruption(tiny_encoder: str, tmp_path: Path) -> None:
     # crashed right after the first epoch's checkpoint; resumed for the remaining two epochs
     assert metrics["global_steps"] == 3 * first_ckpt and (out / "metrics.json").exists()
     assert metrics["train_runtime_s"] < 60
+
+
+def test_overwrite_starts_afresh_instead_of_resuming(tiny_encoder: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from transformers import TrainerCallback
+
+    from clinical_ft.config import TaskCard, TrainConfig, load
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            raise KeyboardInterrupt
+
+    card = load(TaskCard, CARD)
+    cfg = TrainConfig(encoder=tiny_encoder, max_length=32, stride=8, num_train_epochs=1, per_device_train_batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(TASK, card, cfg, tmp_path / "run", data_dir="tests/fixtures", callbacks=[Crash()])
+    with caplog.at_level("WARNING", logger="clinical_ft"):
+        engine.train(TASK, card, cfg, tmp_path / "run", data_dir="tests/fixtures", overwrite=True)
+    assert "resuming" not in caplog.text
+    assert not (tmp_path / "run" / "checkpoints").exists()
