@@ -143,6 +143,9 @@ def summarize(recs: list[dict[str, Any]], cards: dict[str, TaskCard], budget: st
         ref_score = None if ref is None else (100 * ref.score if ref.score <= 1 else ref.score)
         limited = any(r.get("limited") for r in done) or bool(budget)
         train = sorted({f"{r.get('train_examples')}/{r.get('train_examples_available')}" for r in done})
+        # why each run was LIMITED (metrics.json); runs recorded before reasons existed show their sizes
+        why = list(dict.fromkeys(x for r in done for x in r.get("limited_reasons") or []))
+        why = why or ["train " + ", ".join(train)] + ([budget] if budget else [])
         rows.append({
             "card": card, "kind": done[0]["kind"], "encoder": enc, "metric": done[0]["metric"], "seeds": len(done),
             "mean": float(vals.mean()), "sd": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
@@ -150,7 +153,7 @@ def summarize(recs: list[dict[str, Any]], cards: dict[str, TaskCard], budget: st
             "reference": ref_score, "reference_model": ref.model if ref else "",
             "diff": None if ref_score is None else float(vals.mean()) - ref_score,
             "limited": limited,
-            "budget": ("LIMITED: train " + ", ".join(train) + (f"; {budget}" if budget else "")) if limited else "full",
+            "budget": "LIMITED: " + "; ".join(why) if limited else "full",
         })
     return rows
 
@@ -185,7 +188,7 @@ def markdown(rows: list[dict[str, Any]], macros: list[dict[str, Any]], recs: lis
     """The results table, the macro table and the runs that were not scored, as markdown."""
     lines = ["# Benchmark results", "", f"Command: `{command(grid, out)}`", ""]
     if any(r["limited"] for r in rows):
-        lines += ["**LIMITED runs** (training budget: " + (grid.budget() or "a subset of the data") + "): "
+        lines += ["**LIMITED runs** (training budget: " + (grid.budget() or "see the budget column") + "): "
                   "not comparable with full-data runs or with the published references.", ""]
     lines += [f"Test scores x100: mean and sample sd over seeds; 95% CI = percentile bootstrap over test examples "
               f"({grid.bootstrap} resamples, seed {grid.bootstrap_seed}) of the seed-averaged score. "

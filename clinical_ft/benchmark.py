@@ -191,8 +191,8 @@ def run_cell(grid: Grid, cell: Cell) -> str:
         del run
         key = metric_key(cell.card, task, scores)
         m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
-        keep = ("limited", "train_examples", "train_examples_available", "epochs_run", "global_steps",
-                "train_runtime_s", "device")
+        keep = ("limited", "limited_reasons", "train_examples", "train_examples_available", "epochs_run",
+                "global_steps", "train_runtime_s", "device")
         _write_json(d / RESULT, {
             "status": "done", "card": cell.card.name, "kind": cell.card.kind, "encoder": cell.encoder,
             "seed": cell.seed, "metric": key, "value": float(scores[key]), "test_examples": scores["examples"],

@@ -7,6 +7,7 @@ reported together, with the file and the dotted key, in one :class:`ConfigError`
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -165,71 +166,114 @@ def _build(cls: type, data: dict[str, Any], prefix: str, problems: list[str]) ->
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default and name not in kwargs:
             problems.append(f"{prefix}{name}: required key is missing")
-    if any(p.startswith(prefix) for p in problems) and prefix:
-        return None
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a missing key already reported
-        problems.append(f"{prefix or cls.__name__}: {exc}")
-        return None
+            kwargs[name] = None  # reported; the object is still built so that range checks can run
+    return cls(**kwargs)  # never escapes with problems: from_dict raises ConfigError
+
+
+def _keys_of(problem: str) -> list[str]:
+    """The dotted keys a problem names before its first ': ' (list indexes dropped)."""
+    return [k for k in re.split(r"[ ,/]+", re.sub(r"\[\d+\]", "", problem.split(": ", 1)[0])) if k]
+
+
+def _touches(keys: list[str], names: set[str]) -> bool:
+    """Whether any of `keys` equals, contains or lies inside one of the dotted `names`."""
+    return any(k == n or k.startswith(n + ".") or n.startswith(k + ".") for k in keys for n in names)
 
 
 def _check_values(obj: Any, problems: list[str]) -> None:
+    """Range checks. A check is skipped only when one of its own keys already has a problem."""
+    bad = {k for p in problems for k in _keys_of(p)}
+
+    def ok(*names: str) -> bool:
+        return not _touches(list(names), bad)
+
     if isinstance(obj, TrainConfig):
         for name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
                      "gradient_accumulation_steps", "logging_steps", "eval_steps"):
-            if getattr(obj, name) <= 0:
+            if ok(name) and getattr(obj, name) <= 0:
                 problems.append(f"{name}: expected a positive integer, found {getattr(obj, name)}")
-        if not 0 <= obj.stride < obj.max_length // 2:
+        if ok("stride", "max_length") and not 0 <= obj.stride < obj.max_length // 2:
             problems.append(f"stride: expected 0 <= stride < max_length/2 ({obj.max_length // 2}), found {obj.stride}")
-        if not 0.0 <= obj.warmup_ratio < 1.0:
+        if ok("warmup_ratio") and not 0.0 <= obj.warmup_ratio < 1.0:
             problems.append(f"warmup_ratio: expected a value in [0, 1), found {obj.warmup_ratio}")
-        if obj.learning_rate <= 0:
+        if ok("learning_rate") and obj.learning_rate <= 0:
             problems.append(f"learning_rate: expected > 0, found {obj.learning_rate}")
-        if obj.aggregation_c <= 0:
+        if ok("aggregation_c") and obj.aggregation_c <= 0:
             problems.append(f"aggregation_c: expected > 0, found {obj.aggregation_c}")
-        _check_method(obj, problems)
+        _check_method(obj, problems, ok)
     if isinstance(obj, TaskCard):
-        if obj.version < 1:
+        if ok("version") and obj.version < 1:
             problems.append(f"version: expected an integer >= 1, found {obj.version}")
-        if obj.data and not obj.data.files and not obj.data.hf_dataset:
-            problems.append("data: expected `files` (local) or `hf_dataset` (Hugging Face id)")
-        if obj.data and obj.data.dev_fraction is not None and not 0 < obj.data.dev_fraction < 1:
-            problems.append(f"data.dev_fraction: expected a value in (0, 1), found {obj.data.dev_fraction}")
+        if ok("data.files") and obj.data and not obj.data.files:
+            hub = f" (e.g. `{obj.data.hf_dataset}`)" if ok("data.hf_dataset") and obj.data.hf_dataset else ""
+            problems.append(f"data.files: expected split -> file (train, validation, test); no hub loader exists: "
+                            f"download the dataset{hub} and point `files` (and `path`) at the local files")
+        frac = obj.data.dev_fraction if obj.data and ok("data.dev_fraction") else None
+        if frac is not None and not 0 < frac < 1:
+            problems.append(f"data.dev_fraction: expected a value in (0, 1), found {frac}")
 
 
-def _check_method(cfg: TrainConfig, problems: list[str]) -> None:
+def _check_method(cfg: TrainConfig, problems: list[str], ok: Any) -> None:
     """Ranges and combinations of the fine-tuning method fields (see clinical_ft/methods.py)."""
-    if cfg.freeze_layers < 0:
+    if ok("freeze_layers") and cfg.freeze_layers < 0:
         problems.append(f"freeze_layers: expected an integer >= 0, found {cfg.freeze_layers}")
-    if cfg.method == "partial" and cfg.freeze_layers == 0 and not cfg.freeze_embeddings:
-        problems.append("method: partial freezes nothing; set freeze_layers > 0 and/or freeze_embeddings: true")
-    if cfg.method != "partial" and (cfg.freeze_layers or cfg.freeze_embeddings):
-        problems.append(f"freeze_layers/freeze_embeddings: only used with method: partial, found method: {cfg.method}")
-    if cfg.lora_r <= 0 or cfg.lora_alpha <= 0:
+    if ok("method", "freeze_layers", "freeze_embeddings"):
+        if cfg.method == "partial" and cfg.freeze_layers == 0 and not cfg.freeze_embeddings:
+            problems.append("method: partial freezes nothing; set freeze_layers > 0 and/or freeze_embeddings: true")
+        if cfg.method != "partial" and (cfg.freeze_layers or cfg.freeze_embeddings):
+            problems.append(f"freeze_layers/freeze_embeddings: only used with method: partial, found method: {cfg.method}")
+    if ok("lora_r", "lora_alpha") and (cfg.lora_r <= 0 or cfg.lora_alpha <= 0):
         problems.append(f"lora_r, lora_alpha: expected positive integers, found {cfg.lora_r}, {cfg.lora_alpha}")
-    if not 0.0 <= cfg.lora_dropout < 1.0:
+    if ok("lora_dropout") and not 0.0 <= cfg.lora_dropout < 1.0:
         problems.append(f"lora_dropout: expected a value in [0, 1), found {cfg.lora_dropout}")
-    if not cfg.lora_target_modules:
+    if ok("lora_target_modules") and not cfg.lora_target_modules:
         problems.append("lora_target_modules: expected module names such as [query, value], found an empty list")
-    if cfg.layerwise_lr_decay is not None and not 0.0 < cfg.layerwise_lr_decay <= 1.0:
+    if ok("layerwise_lr_decay") and cfg.layerwise_lr_decay is not None and not 0.0 < cfg.layerwise_lr_decay <= 1.0:
         problems.append(f"layerwise_lr_decay: expected a value in (0, 1] or null, found {cfg.layerwise_lr_decay}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Turn ``["learning_rate=3e-5", "task_options.pooling=entity_start"]`` into a nested dict."""
+    """Turn ``["learning_rate=3e-5", "task_options.pooling=entity_start"]`` into a nested dict.
+
+    Raises:
+        ConfigError: (source "command line") every item that is not ``key=value``, whose value is
+            not valid YAML, or that sets a key both to a value and to a mapping (``a=1 a.b=2``).
+    """
     out: dict[str, Any] = {}
+    problems: list[str] = []
     for item in items:
-        if "=" not in item:
-            raise ConfigError("command line", [f"{item!r}: expected key=value"])
-        key, raw = item.split("=", 1)
-        # YAML typing (numbers, lists, true/false), but yes/no/on/off stay strings
-        value = raw if raw.lower() in ("yes", "no", "on", "off", "y", "n", "") else yaml.safe_load(raw)
-        node = out
+        key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not sep or not all(parts):
+            problems.append(f"{item!r}: expected key=value (dotted keys for nested fields, e.g. task_options.pooling=cls)")
+            continue
+        try:  # YAML typing (numbers, lists, true/false), but yes/no/on/off stay strings
+            value = raw if raw.lower() in ("yes", "no", "on", "off", "y", "n", "") else yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            problems.append(f"{item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})")
+            continue
+        node = out
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+            if not isinstance(node, dict):
+                problems.append(f"{item!r}: {'.'.join(parts[:i + 1])} was set to {node!r} by an earlier override; "
+                                "expected a mapping")
+                break
+        else:
+            if isinstance(node.get(parts[-1]), dict) and not isinstance(value, dict):
+                problems.append(f"{item!r}: an earlier override set keys inside {key.strip()}; expected a mapping")
+            else:
+                node[parts[-1]] = value
+    if problems:
+        raise ConfigError("command line", problems)
+    return out
+
+
+def _dotted(data: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted leaf keys of a nested mapping."""
+    out: set[str] = set()
+    for k, v in data.items():
+        out |= _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}"}
     return out
 
 
@@ -240,35 +284,104 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def from_dict(cls: type, data: dict[str, Any], source: str) -> Any:
-    """Build and validate dataclass `cls` from `data`; raise ConfigError listing every problem."""
+def from_dict(cls: type, data: dict[str, Any], source: str, command_line: set[str] | None = None) -> Any:
+    """Build and validate dataclass `cls` from `data`; raise ConfigError listing every problem.
+
+    Args:
+        cls: the dataclass.
+        data: its fields as a (nested) mapping.
+        source: where `data` came from, named in the error (a file, "defaults").
+        command_line: dotted keys that came from ``key=value`` overrides; their problems are
+            labelled as coming from the command line.
+
+    Raises:
+        ConfigError: unknown keys, wrong types and out-of-range values, all together.
+    """
     if not isinstance(data, dict):
         raise ConfigError(source, [f"expected a YAML mapping at top level, found {type(data).__name__}"])
     problems: list[str] = []
     obj = _build(cls, data, "", problems)
-    if obj is not None and not problems:  # ranges are checked once types are right
-        _check_values(obj, problems)
+    _check_values(obj, problems)
     if problems:
+        if command_line and source == "defaults":  # the defaults are valid: every problem is an override's
+            source = "command line"
+        elif command_line:
+            problems = [f"command line: {p}" if _touches(_keys_of(p), command_line) else p for p in problems]
+            source = f"{source} (with command-line overrides)"
         raise ConfigError(source, problems)
     return obj
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that records duplicate mapping keys (PyYAML keeps the last one silently)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                self.duplicates.append(f"line {line}: duplicate key {key!r} (first at line {seen[key]}); "
+                                       "expected each key once")
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a UTF-8 YAML file (safe loader; duplicate keys are errors).
+
+    Raises:
+        ConfigError: the file is missing, not UTF-8, not valid YAML, or repeats a key.
+    """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"not readable: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(str(path), [f"expected UTF-8 text; found byte 0x{raw[exc.start]:02x} at offset "
+                                      f"{exc.start} (line {line})"]) from None
+    loader = _UniqueKeyLoader(text)
+    try:
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise ConfigError(str(path), loader.duplicates)
     return data if data is not None else {}
 
 
 def load(cls: type, path: str | Path | None, overrides: list[str] | dict[str, Any] | None = None) -> Any:
-    """Load dataclass `cls` from a YAML file (or defaults when `path` is None) plus overrides."""
+    """Load dataclass `cls` from a YAML file (or defaults when `path` is None) plus overrides.
+
+    The values the file (or the defaults) gave to overridden keys stay readable through
+    :func:`file_values`, e.g. to tell whether an override shortened training.
+    """
     data = read_yaml(path) if path is not None else {}
     extra = parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {})
-    return from_dict(cls, _merge(data, extra), str(path) if path else "defaults")
+    source = str(path) if path else "defaults"
+    obj = from_dict(cls, _merge(data, extra), source, _dotted(extra))
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    obj.__dict__["_file_values"] = (source, {k: data.get(k, defaults.get(k)) for k in extra})
+    return obj
+
+
+def file_values(obj: Any) -> tuple[str, dict[str, Any]]:
+    """Where `obj` was loaded from and the values its file (or the defaults) gave to the keys that
+    ``key=value`` overrides replaced; ``("", {})`` for objects not built by :func:`load`."""
+    return obj.__dict__.get("_file_values", ("", {}))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

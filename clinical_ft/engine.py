@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from . import __version__, encoders, leakage, methods
-from .config import TaskCard, TrainConfig, dump_yaml, from_dict, read_yaml, to_dict
+from .config import TaskCard, TrainConfig, dump_yaml, file_values, from_dict, read_yaml, to_dict
 from .errors import ClinicalFTError
 from .taskapi import Encoded, Task
 
 log = logging.getLogger("clinical_ft")
 RUN_FILE = "run.yaml"
+# config fields that do not change what is trained: a resumed run may differ in these
+RESUME_FREE = ("logging_steps", "dataloader_num_workers", "per_device_eval_batch_size", "save_total_limit")
 
 
 @dataclass
@@ -125,6 +127,57 @@ def _limit(examples: list[Any], n: int | None) -> list[Any]:
     return examples if n is None else examples[:n]
 
 
+def limit_reasons(cfg: TrainConfig, n_train: tuple[int, int], n_dev: tuple[int, int]) -> list[str]:
+    """Why a run is LIMITED (not comparable with full-data runs); empty for a full run.
+
+    Args:
+        cfg: the run's config; epochs are compared with the config file it was loaded from
+            (config.file_values), so ``num_train_epochs=1`` on the command line counts.
+        n_train: (training examples used, available).
+        n_dev: (validation examples used for model selection, available).
+    """
+    reasons = []
+    if n_train[0] < n_train[1]:
+        reasons.append(f"max_train_examples={cfg.max_train_examples}: {n_train[0]} of {n_train[1]} training examples")
+    if n_dev[0] < n_dev[1]:
+        reasons.append(f"max_eval_examples={cfg.max_eval_examples}: model selection on {n_dev[0]} of {n_dev[1]} "
+                       "validation examples")
+    if cfg.max_steps > 0:
+        reasons.append(f"max_steps={cfg.max_steps}")
+    source, before = file_values(cfg)
+    epochs = before.get("num_train_epochs")
+    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and cfg.num_train_epochs < epochs:
+        reasons.append(f"num_train_epochs={cfg.num_train_epochs:g}, below {epochs:g} in {source}")
+    return reasons
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").is_dir() else []
+
+
+def check_resume(out: Path, card: TaskCard, cfg: TrainConfig) -> None:
+    """Refuse to resume the interrupted run in `out` with another card or training config.
+
+    Raises:
+        ClinicalFTError: run.yaml differs in a training-relevant setting (all differences listed).
+    """
+    path = out / RUN_FILE
+    if not path.is_file():
+        return
+    data = read_yaml(path)
+    old_card = to_dict(from_dict(TaskCard, data.get("card"), f"{path} card"))
+    old_cfg = to_dict(from_dict(TrainConfig, data.get("config"), f"{path} config"))
+    new_card, new_cfg = to_dict(card), to_dict(cfg)
+    diffs = [f"card.{k}: {old_card[k]!r} in {RUN_FILE}, now {new_card[k]!r}"
+             for k in ("name", "version", "kind", "data", "labels", "columns") if old_card[k] != new_card[k]]
+    diffs += [f"{k}: {old_cfg[k]!r} in {RUN_FILE}, now {new_cfg[k]!r}"
+              for k in new_cfg if k not in RESUME_FREE and old_cfg[k] != new_cfg[k]]
+    if diffs:
+        raise ClinicalFTError(f"{out} holds an interrupted run trained with other settings; resume it with the same "
+                              "card, config and overrides, or pass --overwrite to start afresh:\n"
+                              + "\n".join(f"  - {d}" for d in diffs))
+
+
 def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str]) -> Any:
     def compute(pred: Any) -> dict[str, float]:
         preds = task.decode(examples, encoded, pred.predictions, labels)
@@ -153,10 +206,13 @@ def train(
 
     The run directory holds the best model (safetensors), tokenizer, ``run.yaml`` (resolved card,
     config and labels), ``labels.json``, ``metrics.json`` and a model card ``README.md``. An
-    interrupted run resumes from its last checkpoint when started again with the same `out_dir`.
+    interrupted run resumes from its last checkpoint when started again with the same `out_dir`
+    and the same card and training settings (see :func:`check_resume`). ``metrics.json`` marks the
+    run ``limited`` (with ``limited_reasons``) when :func:`limit_reasons` finds a cut budget.
 
     Raises:
-        ClinicalFTError: `out_dir` holds a finished run and `overwrite` is False; bad data.
+        ClinicalFTError: `out_dir` holds a finished run, or an interrupted one with other training
+            settings, and `overwrite` is False; bad data.
     """
     from transformers import EarlyStoppingCallback, set_seed
 
@@ -165,6 +221,8 @@ def train(
         raise ClinicalFTError(f"{out} already holds a finished run; pass --overwrite or choose another --out")
     if overwrite:  # start afresh: never resume from a stale checkpoint of an earlier run
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    elif _checkpoints(out):
+        check_resume(out, card, cfg)
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
     leakage.check(card, [encoders.resolve(cfg.encoder)], data_dir, missing_ok=True,  # test text in DAPT corpus?
@@ -175,7 +233,8 @@ def train(
     labels = task.label_list(card, train_ex)
     # eval_strategy "no" means no evaluation at all: the dev split is then neither read nor scored
     has_dev = ("validation" in card.data.files or card.data.dev_fraction is not None) and cfg.eval_strategy != "no"
-    dev_ex = _limit(task.load_split(card, "validation", data_dir), cfg.max_eval_examples) if has_dev else []
+    dev_all = task.load_split(card, "validation", data_dir) if has_dev else []
+    dev_ex = _limit(dev_all, cfg.max_eval_examples)
 
     model = methods.apply(task.build_model(cfg.encoder, labels, cfg), cfg)  # full/partial/head_only/lora
     train_enc = task.encode(tokenizer, train_ex, cfg, labels)
@@ -203,7 +262,7 @@ def train(
     if main:
         out.mkdir(parents=True, exist_ok=True)
         _save_run_file(out, card, cfg, labels)
-    ckpts = sorted((out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").is_dir() else []
+    ckpts = _checkpoints(out)
     if ckpts:
         log.warning("resuming from the last checkpoint in %s", out / "checkpoints")
     start = time.perf_counter()
@@ -213,10 +272,11 @@ def train(
     n_tokens = int(np.sum(train_enc.dataset["length"] if "length" in train_enc.dataset.column_names
                           else [len(x) for x in train_enc.dataset["input_ids"]]))
     epochs = float(trainer.state.epoch or 0.0)
+    reasons = limit_reasons(cfg, (len(train_ex), n_train_all), (len(dev_ex), len(dev_all)))
     metrics: dict[str, Any] = {
         "task": card.name, "encoder": cfg.encoder, "clinical_ft_version": __version__,
         "train_examples": len(train_ex), "train_examples_available": n_train_all,
-        "train_features": len(train_enc.dataset), "limited": len(train_ex) < n_train_all or cfg.max_steps > 0,
+        "train_features": len(train_enc.dataset), "limited": bool(reasons), "limited_reasons": reasons,
         "epochs_run": epochs, "global_steps": trainer.state.global_step,
         "train_runtime_s": result.metrics.get("train_runtime", wall),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
@@ -258,7 +318,8 @@ def _write_model_card(out: Path, card: TaskCard, cfg: TrainConfig, metrics: dict
         f"Trained with clinical_ft {__version__} on card `{card.name}` v{card.version}: {card.description}",
         "",
         f"- training examples: {metrics['train_examples']} of {metrics['train_examples_available']}"
-        + (" (LIMITED run: not comparable with full-data results)" if metrics["limited"] else ""),
+        + (f" (LIMITED run: {'; '.join(metrics['limited_reasons'])}; not comparable with full-data results)"
+           if metrics["limited"] else ""),
         f"- epochs run: {metrics['epochs_run']:.2f}, steps: {metrics['global_steps']}, seed: {cfg.seed}",
         f"- learning rate {cfg.learning_rate}, batch {cfg.per_device_train_batch_size}, "
         f"max_length {cfg.max_length}, stride {cfg.stride}",
@@ -329,6 +390,9 @@ def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = Non
     preds = task.decode(examples, encoded, predict_raw(task, run, encoded), run.labels)
     metrics = task.score(examples, preds, run.labels)
     result = {"split": split, "examples": len(examples), "seconds": time.perf_counter() - start, **metrics}
+    report = getattr(task, "input_report", None)  # optional task hook: what reading the split changed
+    if report is not None:
+        result.update(report(examples))
     if save_predictions:
         write_predictions(run.path / f"predictions_{split}.jsonl", preds)
     artifacts = getattr(task, "write_artifacts", None)  # optional task hook, e.g. a confusion-matrix PNG

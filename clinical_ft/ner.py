@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import encoders, engine, taskcli
-from .chunking import best_window_per_word, tokenize_windows
+from .chunking import Window, best_window_per_word, tokenize_windows
 from .config import TaskCard, TrainConfig
 from .conll import Sentence, read_conll, write_conll
 from .data import carve, split_path
@@ -27,6 +27,34 @@ def _typed(tag: str) -> str:
     return tag + "-bio" if tag in ("B", "I") else tag
 
 
+def _repair_note(path: str | Path, lines: list[int], limit: int = 50) -> str:
+    """A line saying which gold I- tags opened a chunk and were read as B- (IOB2); "" when none."""
+    if not lines:
+        return ""
+    shown = ", ".join(map(str, lines[:limit])) + (f", ... ({len(lines) - limit} more)" if len(lines) > limit else "")
+    return f"{path}: {len(lines)} I- tags did not continue a chunk and were read as B- (IOB2), lines {shown}"
+
+
+def first_subwords(win: Window, prev: Window | None) -> set[int]:
+    """Token positions of `win` that carry a word's label: the first token of each word id.
+
+    The window's first word is left out when it continues from `prev` (the previous window of the
+    same sentence), i.e. when `prev` holds a piece of that word starting at an earlier character.
+    Offsets are only compared within one word, so a word whose first subword does not start at
+    character 0 (a leading zero-width space or combining accent) still gets its label.
+    """
+    firsts: dict[int, int] = {}
+    for p, w in enumerate(win.word_ids or []):
+        if w is not None:
+            firsts.setdefault(w, p)
+    if firsts and prev is not None and prev.doc_index == win.doc_index:
+        w0, p0 = next(iter(firsts.items()))
+        start = (win.offsets[p0] or (0, 0))[0]
+        if any(w == w0 and (o or (0, 0))[0] < start for w, o in zip(prev.word_ids or [], prev.offsets)):
+            del firsts[w0]
+    return set(firsts.values())
+
+
 class NerTask:
     kind = "ner"
     metric_for_best_model = "f1"
@@ -38,8 +66,7 @@ class NerTask:
             return carve(train, card.data.dev_fraction or 0.1, card.data.split_seed, split)
         sentences, report = read_conll(path)
         if report.iob_repairs:
-            log.warning("%s: %d I- tags did not continue a chunk and were read as B- (IOB2), first at line %d",
-                        path, len(report.iob_repairs), report.iob_repairs[0])
+            log.warning("%s", _repair_note(path, report.iob_repairs))
         if split == "train" and card.data.dev_fraction is not None and "validation" not in card.data.files:
             return carve(sentences, card.data.dev_fraction, card.data.split_seed, "train")
         return sentences
@@ -49,8 +76,9 @@ class NerTask:
         if card.labels:
             unknown = seen - set(card.labels)
             if unknown:
-                bad = next(s for s in train_examples if unknown & set(s.tags or []))
-                raise InputError(bad.source, bad.line, f"tags from the card's labels {card.labels}", f"{sorted(unknown)}")
+                bad, i = next((s, i) for s in train_examples for i, t in enumerate(s.tags or []) if t in unknown)
+                raise InputError(bad.source, bad.line + i, f"tags from the card's labels {card.labels}",
+                                 f"{bad.tags[i]!r} (all unknown tags: {sorted(unknown)})")
             return list(card.labels)
         return ["O"] + sorted(seen - {"O"}, key=lambda t: (t[2:], t[0]))
 
@@ -70,22 +98,19 @@ class NerTask:
         with_labels = bool(examples) and all(s.tags is not None for s in examples)
         if with_labels:
             cols["labels"] = []
-        for win in windows:
+        for k, win in enumerate(windows):
             cols["input_ids"].append(win.input_ids)
             cols["token_type_ids"].append(win.token_type_ids)
             cols["attention_mask"].append([1] * len(win.input_ids))
             cols["length"].append(len(win.input_ids))
             if with_labels:
-                tags = examples[win.doc_index].tags
-                lab, prev = [], None
-                for p, w in enumerate(win.word_ids):
-                    first = w is not None and w != prev and (win.offsets[p] or (0, 0))[0] == 0
-                    if first and tags[w] not in label2id:
-                        s = examples[win.doc_index]
-                        raise InputError(s.source, s.line + w, f"a tag the model knows: {labels}", repr(tags[w]))
-                    lab.append(label2id[tags[w]] if first else -100)
-                    prev = w
-                cols["labels"].append(lab)
+                s = examples[win.doc_index]
+                firsts = first_subwords(win, windows[k - 1] if k else None)
+                for p in firsts:
+                    if s.tags[win.word_ids[p]] not in label2id:
+                        w = win.word_ids[p]
+                        raise InputError(s.source, s.line + w, f"a tag the model knows: {labels}", repr(s.tags[w]))
+                cols["labels"].append([label2id[s.tags[w]] if p in firsts else -100 for p, w in enumerate(win.word_ids)])
         return Encoded(Dataset.from_dict(cols), windows)
 
     def collator(self, tokenizer: Any) -> Any:
@@ -119,6 +144,11 @@ class NerTask:
         if unaligned:
             log.warning("%d input tokens produced no subword (e.g. control characters) and were tagged O", unaligned)
         return out
+
+    def input_report(self, examples: list[Sentence]) -> dict[str, Any]:
+        """What reading changed in the gold tags: I- tags read as B- (IOB2), with their lines."""
+        lines = sorted({(s.source, ln) for s in examples for ln in s.iob_repairs})
+        return {"iob_repairs": len(lines), "iob_repair_lines": [f"{Path(f).name}:{ln}" for f, ln in lines]}
 
     def score(self, examples: list[Sentence], predictions: list[list[str]], labels: list[str]) -> dict[str, float]:
         from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
@@ -179,8 +209,10 @@ def _predict_cmd(task: NerTask, args: Any) -> int:
     if fmt == "conll":
         sents, report = read_conll(inp, require_tags=False)
         tags = predict(run, sents)
-        write_conll(args.out, sents, tags)
+        write_conll(args.out, sents, tags)  # every input line kept, the prediction appended as a last column
         print(f"{report.sentences} sentences, {report.tokens} tokens tagged -> {args.out}")
+        if report.iob_repairs:  # the output keeps the input's tags as written
+            print(_repair_note(inp, report.iob_repairs))
         return 0
     sents, spans, texts = raw_text_sentences(inp, run.tokenizer)
     tags = predict(run, sents)
@@ -200,7 +232,8 @@ def _predict_cmd(task: NerTask, args: Any) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p, sub = taskcli.parser("python -m clinical_ft.ner", __doc__ or "")
-    pr = sub.add_parser("predict", help="tag a CoNLL file (every token kept) or raw text (one document per line)")
+    pr = sub.add_parser("predict", help="tag a CoNLL file (every line kept, prediction appended as the last "
+                                         "column) or raw text (one document per line)")
     pr.add_argument("--model", required=True, help="run directory written by train")
     pr.add_argument("--input", required=True, help="CoNLL file (token[<TAB>tag] lines) or .txt, one document per line")
     pr.add_argument("--out", required=True, help="CoNLL output, or JSON lines with entities and offsets for text")

@@ -62,6 +62,11 @@ def test_table_renders_reference_difference_and_blurb_macro() -> None:
     assert "LIMITED" not in md
     limited = bench_table.summarize([_done("bc5_mini", "ner", "minilm", 1, 0.5, limited=True)], {"bc5_mini": bc5})
     assert limited[0]["limited"] and limited[0]["budget"].startswith("LIMITED")
+    # a run limited by a key=value override (no grid budget) carries its reasons into the table
+    rec = _done("bc5_mini", "ner", "minilm", 1, 0.5, limited=True) | {
+        "limited_reasons": ["num_train_epochs=1, below 3 in configs/ner/minilm.yaml"]}
+    row = bench_table.summarize([rec], {"bc5_mini": bc5})[0]
+    assert row["budget"] == "LIMITED: num_train_epochs=1, below 3 in configs/ner/minilm.yaml"
     assert "**LIMITED runs**" in bench_table.markdown(limited, bench_table.macro(limited, 1), [], grid, Path("b"))
 
 
@@ -123,6 +128,7 @@ def test_grid_records_failures_resumes_and_reprints_the_table(
     run = out / "runs" / "bc5_mini" / tiny / "seed2"
     result = json.loads((run / "result.json").read_text())
     assert result["metric"] == "f1" and 0.0 <= result["value"] <= 1.0 and result["limited"] is True
+    assert result["limited_reasons"] == ["max_steps=2"]
     assert "seed: 2" in (run / "run.yaml").read_text() and "max_steps: 2" in (run / "run.yaml").read_text()
     assert len((run / "predictions_test.jsonl").read_text().splitlines()) == result["test_examples"] == 2
     err = json.loads((out / "runs" / "broken" / tiny / "seed1" / "error.json").read_text())
@@ -133,6 +139,7 @@ def test_grid_records_failures_resumes_and_reprints_the_table(
     assert skip["type"] == "TaskUnavailable" and "_no_such_task_module" in skip["reason"]
     md = (out / "results.md").read_text()
     assert "**LIMITED runs**" in md and "93.04 (BioBERT v1.1)" in md and "EncoderNotFound" in md
+    assert "| LIMITED: max_steps=2 |" in md
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert len((out / "runs.csv").read_text().splitlines()) == 1 + 16
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 2

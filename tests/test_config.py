@@ -4,13 +4,13 @@ import pytest
 
 from clinical_ft import resources
 from clinical_ft.cli import main as cli_main
-from clinical_ft.config import TaskCard, TrainConfig, from_dict, load, parse_overrides
+from clinical_ft.config import TaskCard, TrainConfig, file_values, from_dict, load, parse_overrides, read_yaml
 from clinical_ft.errors import ConfigError
 
 
 def test_unknown_keys_and_bad_values_are_reported_together(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
-    p.write_text("learning_rat: 1e-4\nmax_length: abc\nstride: 500\neval_strategy: sometimes\n")
+    p.write_text("learning_rat: 1e-4\nmax_length: abc\nstride: 500\neval_strategy: sometimes\nwarmup_ratio: 1.5\n")
     with pytest.raises(ConfigError) as exc:
         load(TrainConfig, p)
     msg = str(exc.value)
@@ -18,7 +18,9 @@ def test_unknown_keys_and_bad_values_are_reported_together(tmp_path: Path) -> No
     assert "learning_rat: unknown key (did you mean 'learning_rate'?)" in msg
     assert "max_length: expected int, found str 'abc'" in msg
     assert "eval_strategy: expected one of" in msg
-    assert len(exc.value.problems) == 3  # stride is checked only once types are right
+    # type errors do not hide range errors of other keys; stride depends on max_length, so it waits
+    assert "warmup_ratio: expected a value in [0, 1), found 1.5" in msg
+    assert len(exc.value.problems) == 4
 
 
 def test_value_ranges_are_checked() -> None:
@@ -47,6 +49,71 @@ def test_overrides_are_typed_and_nested() -> None:
         parse_overrides(["no_equals_sign"])
 
 
+def test_bad_overrides_are_all_reported_as_command_line_errors() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_overrides(["a=1", "a.b=2", "c.d=1", "c=3", "noeq", "x=[1,"])
+    assert exc.value.source == "command line" and len(exc.value.problems) == 4
+    assert "'a.b=2': a was set to 1 by an earlier override; expected a mapping" in exc.value.problems
+
+
+def test_override_problems_are_labelled_as_command_line(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("stride: 64\n")
+    with pytest.raises(ConfigError) as exc:
+        load(TrainConfig, p, ["learning_rate=abc", "warmup_ratio=2"])
+    assert exc.value.source == f"{p} (with command-line overrides)"
+    assert sorted(exc.value.problems) == [
+        "command line: learning_rate: expected float, found str 'abc'",
+        "command line: warmup_ratio: expected a value in [0, 1), found 2.0",
+        "stride: expected 0 <= stride < max_length/2 (64), found 64",
+    ]
+    with pytest.raises(ConfigError) as exc:
+        load(TrainConfig, None, ["learning_rate=abc"])
+    assert exc.value.source == "command line"
+
+
+def test_yaml_that_is_not_utf8_or_repeats_a_key_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("encoder: minilm\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as exc:
+        load(TrainConfig, bad)
+    assert exc.value.problems == ["expected UTF-8 text; found byte 0xe9 at offset 21 (line 2)"]
+    assert cli_main(["validate", str(bad)]) == 2
+    assert f"{bad}: 1 problem(s)" in capsys.readouterr().err
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("learning_rate: 1e-4\nseed: 1\nlearning_rate: 3e-5\ntask_options:\n  a: 1\n  a: 2\n")
+    with pytest.raises(ConfigError) as exc:
+        load(TrainConfig, dup)
+    assert exc.value.problems == [
+        "line 3: duplicate key 'learning_rate' (first at line 1); expected each key once",
+        "line 6: duplicate key 'a' (first at line 5); expected each key once",
+    ]
+    merged = tmp_path / "merge.yaml"  # YAML merge keys are not duplicates
+    merged.write_text("base: &b\n  a: 1\nother:\n  <<: *b\n  a: 2\n")
+    assert read_yaml(merged) == {"base": {"a": 1}, "other": {"a": 2}}
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbfseed: 3\n")
+    assert load(TrainConfig, bom).seed == 3
+
+
+def test_card_without_local_files_is_rejected() -> None:
+    card = {"name": "x", "version": 1, "kind": "ner", "metric": "f1",
+            "data": {"format": "conll", "hf_dataset": "bigbio/ncbi_disease"}}
+    with pytest.raises(ConfigError) as exc:
+        from_dict(TaskCard, card, "card.yaml")
+    (problem,) = exc.value.problems
+    assert problem.startswith("data.files: expected split -> file") and "download the dataset" in problem
+    assert "bigbio/ncbi_disease" in problem
+
+
+def test_file_values_remember_what_overrides_replaced() -> None:
+    cfg = load(TrainConfig, resources.find("ner/minilm", "configs"), ["num_train_epochs=1"])
+    source, values = file_values(cfg)
+    assert source.endswith("minilm.yaml") and cfg.num_train_epochs == 1.0
+    assert values == {"num_train_epochs": load(TrainConfig, resources.find("ner/minilm", "configs")).num_train_epochs}
+    assert file_values(TrainConfig()) == ("", {})
+
+
 def test_every_shipped_card_and_config_is_valid_and_documented() -> None:
     cards = resources.list_shipped("tasks")
     configs = resources.list_shipped("configs")
@@ -61,6 +128,7 @@ def test_every_shipped_card_and_config_is_valid_and_documented() -> None:
             header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
             assert text.startswith("# "), f"{path}: must start with a comment"
             assert "python -m clinical_ft." in header or "clinical-ft " in header, f"{path}: header names the command"
+
 
 def test_cli_ls_and_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert cli_main(["ls"]) == 0

@@ -1,9 +1,12 @@
+import dataclasses
 from pathlib import Path
 
+import pytest
 from datasets import Dataset
 
-from clinical_ft import engine
-from clinical_ft.config import TrainConfig
+from clinical_ft import benchmark, engine, resources
+from clinical_ft.config import TaskCard, TrainConfig, load
+from clinical_ft.errors import ClinicalFTError
 
 
 def test_evaluation_keeps_dataset_order_under_length_grouping(tmp_path: Path, tiny_encoder: str) -> None:
@@ -20,6 +23,52 @@ def test_evaluation_keeps_dataset_order_under_length_grouping(tmp_path: Path, ti
     assert list(trainer.get_eval_dataloader().sampler) == list(range(len(ds)))
 
 
-def test_precision_auto_is_fp32_on_cpu() -> None:
+def test_precision_auto_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(engine, "_on_gpu", lambda: False)  # the same answer on a GPU machine
     assert engine._precision_flags("auto") == {"bf16": False, "fp16": False}
     assert engine._precision_flags("bf16") == {"bf16": True, "fp16": False}
+    monkeypatch.setattr(engine, "_on_gpu", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert engine._precision_flags("auto") == {"bf16": True, "fp16": False}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert engine._precision_flags("auto") == {"bf16": False, "fp16": True}
+    assert engine._precision_flags("fp32") == {"bf16": False, "fp16": False}
+
+
+def test_limit_reasons_include_command_line_budgets() -> None:
+    shipped = resources.find("ner/minilm", "configs")
+    full = load(TrainConfig, shipped)
+    assert engine.limit_reasons(full, (10, 10), (5, 5)) == []
+    assert engine.limit_reasons(load(TrainConfig, shipped, ["num_train_epochs=99"]), (10, 10), (5, 5)) == []
+    cut = load(TrainConfig, shipped, ["num_train_epochs=1", "max_eval_examples=2", "max_train_examples=4", "max_steps=3"])
+    assert engine.limit_reasons(cut, (4, 10), (2, 5)) == [
+        "max_train_examples=4: 4 of 10 training examples",
+        "max_eval_examples=2: model selection on 2 of 5 validation examples",
+        "max_steps=3",
+        f"num_train_epochs=1, below {full.num_train_epochs:g} in {shipped}",
+    ]
+    # the benchmark runner passes its budget options as a dict of overrides: the same check applies
+    grid = benchmark.Grid(cards=[], encoders=[], seeds=[], epochs=1)
+    cfg, source = benchmark.run_config(grid, "ner", "minilm", 1)
+    assert engine.limit_reasons(cfg, (10, 10), (0, 0)) == [f"num_train_epochs=1, below {full.num_train_epochs:g} in {source}"]
+    assert engine.limit_reasons(TrainConfig(num_train_epochs=1), (10, 10), (0, 0)) == []  # no file to compare with
+
+
+def test_resume_refuses_other_training_settings(tmp_path: Path) -> None:
+    card = load(TaskCard, "tests/fixtures/ncbi_mini.yaml")
+    cfg = TrainConfig(encoder="minilm", learning_rate=3e-5)
+    engine._save_run_file(tmp_path, card, cfg, ["O", "B-Disease", "I-Disease"])
+    (tmp_path / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    engine.check_resume(tmp_path, card, cfg)  # identical: resumes
+    engine.check_resume(tmp_path, card, dataclasses.replace(cfg, logging_steps=1, dataloader_num_workers=2))
+    other = dataclasses.replace(cfg, learning_rate=1e-4, num_train_epochs=1.0)
+    with pytest.raises(ClinicalFTError) as exc:  # refused before anything is loaded or trained
+        engine.train(None, card, other, tmp_path)  # type: ignore[arg-type]
+    msg = str(exc.value)
+    assert "interrupted run trained with other settings" in msg and "--overwrite" in msg
+    assert "learning_rate: 3e-05 in run.yaml, now 0.0001" in msg and "num_train_epochs: 3.0 in run.yaml, now 1.0" in msg
+    moved = dataclasses.replace(card, data=dataclasses.replace(card.data, path="elsewhere"))
+    with pytest.raises(ClinicalFTError, match="card.data:"):
+        engine.check_resume(tmp_path, moved, cfg)

@@ -36,6 +36,55 @@ def test_label_alignment_first_subword_only(tiny_encoder: str) -> None:
     assert [lab for lab in labels if lab != -100] == [1, 0, 0]
 
 
+def test_words_whose_first_subword_is_not_at_char_0_keep_their_label(tiny_encoder: str) -> None:
+    """A leading zero-width space or combining accent is dropped by the normalizer: the first
+    subword then starts at character 1, and the word still carries its label."""
+    from clinical_ft.config import TrainConfig
+    from clinical_ft.encoders import load_tokenizer
+
+    tok = load_tokenizer(tiny_encoder)
+    sent = Sentence(["\u200bcancer", "is", "\u0301ataxia"], ["B-Disease", "O", "B-Disease"], "f", 1)
+    enc = TASK.encode(tok, [sent], TrainConfig(max_length=32, stride=8), ["O", "B-Disease", "I-Disease"])
+    offsets = enc.meta[0].offsets
+    assert offsets[1][0] == 1  # the first subword of the first word starts after the zero-width space
+    assert [lab for lab in enc.dataset["labels"][0] if lab != -100] == [1, 0, 1]
+
+
+def test_each_word_is_labelled_once_per_window_where_its_first_subword_is(tiny_encoder: str) -> None:
+    """Windows overlap and may start inside a word: a continued word gets no label there."""
+    from clinical_ft.config import TrainConfig
+    from clinical_ft.encoders import load_tokenizer
+
+    tok = load_tokenizer(tiny_encoder)
+    words = ["\u200bcancer", "is", "Hyperlipoproteinemia"] * 4
+    sent = Sentence(words, ["B-Disease", "O", "B-Disease"] * 4, "f", 1)
+    enc = TASK.encode(tok, [sent], TrainConfig(max_length=10, stride=3), ["O", "B-Disease", "I-Disease"])
+    labelled: dict[int, int] = {}
+    for win, labels in zip(enc.meta, enc.dataset["labels"]):
+        for p, lab in enumerate(labels):
+            if lab != -100:
+                w = win.word_ids[p]
+                starts = [o[0] for o, v in zip(win.offsets, win.word_ids) if v == w]
+                assert win.offsets[p][0] == min(starts)
+                assert p == 1 or win.word_ids[p - 1] != w  # the first piece of the word in this window
+                labelled[w] = labelled.get(w, 0) + 1
+    assert sorted(labelled) == list(range(len(words)))  # every word is labelled somewhere
+    continued = [win for win in enc.meta if win.window_index and win.offsets[1][0] > 1]
+    assert continued, "the fixture should start a window inside a long word"
+    assert all(lab == -100 for win in continued for lab in [enc.dataset["labels"][enc.meta.index(win)][1]])
+
+
+def test_unknown_tag_error_names_the_tag_line() -> None:
+    from clinical_ft.config import TaskCard, load
+    from clinical_ft.errors import InputError
+
+    card = load(TaskCard, CARD)
+    sents = [Sentence(["a"], ["O"], "train.tsv", 1), Sentence(["b", "c", "d"], ["O", "O", "B-Chemical"], "train.tsv", 3)]
+    with pytest.raises(InputError) as exc:
+        TASK.label_list(card, sents)
+    assert exc.value.line == 5 and "'B-Chemical'" in str(exc.value)
+
+
 def test_train_evaluate_predict_cli(tiny_encoder: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     rc = main(["train", "--card", CARD, "--data-dir", "tests/fixtures", "--out", str(out), "--encoder", tiny_encoder,
@@ -54,6 +103,7 @@ def test_train_evaluate_predict_cli(tiny_encoder: str, tmp_path: Path, capsys: p
     assert main(["evaluate", "--model", str(out), "--split", "test", "--data-dir", "tests/fixtures"]) == 0
     ev = json.loads((out / "eval_test.json").read_text())
     assert ev["examples"] == 3 and 0.0 <= ev["f1"] <= 1.0
+    assert ev["iob_repairs"] == len(ev["iob_repair_lines"])  # what reading the gold tags changed, by line
 
     # CoNLL predict keeps every input token, including a 600-token sentence longer than the window
     src = tmp_path / "in.conll"
@@ -62,6 +112,18 @@ def test_train_evaluate_predict_cli(tiny_encoder: str, tmp_path: Path, capsys: p
     assert main(["predict", "--model", str(out), "--input", str(src), "--out", str(tmp_path / "p.conll")]) == 0
     lines = (tmp_path / "p.conll").read_text().split("\n\n")
     assert [len(block.strip().splitlines()) for block in lines if block.strip()] == [3, 600]
+    # every input line is kept as it was (DOCSTART, POS column, gold tag as written); the prediction is appended
+    src.write_text("-DOCSTART-\tO\n\nFamilial\tJJ\tI-Disease\npolyposis\tNN\tI-Disease\n\nruns\tVBZ\tO\n")
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "--input", str(src), "--out", str(tmp_path / "p.conll")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 sentences, 3 tokens tagged" in printed and "1 I- tags did not continue a chunk" in printed
+    assert printed.rstrip().endswith("lines 3")
+    got = (tmp_path / "p.conll").read_text().splitlines()
+    want = src.read_text().splitlines()
+    assert len(got) == len(want) and got[0] == "-DOCSTART-\tO\tO" and got[1] == got[4] == ""
+    for g, w in zip(got, want):
+        assert g == w if not w else g.rsplit("\t", 1)[0] == w and g.rsplit("\t", 1)[1] in json.loads((out / "labels.json").read_text())
 
     # raw text: one document per line, entities with character offsets into the line
     txt = tmp_path / "in.txt"
