@@ -72,3 +72,25 @@ def test_resume_refuses_other_training_settings(tmp_path: Path) -> None:
     moved = dataclasses.replace(card, data=dataclasses.replace(card.data, path="elsewhere"))
     with pytest.raises(ClinicalFTError, match="card.data:"):
         engine.check_resume(tmp_path, moved, cfg)
+
+
+def test_peak_memory_window_resets_and_sees_allocations() -> None:
+    """The peak is measured per run: a reset drops an earlier peak; a new allocation raises it."""
+    import sys
+
+    import numpy as np
+    import pytest
+
+    from clinical_ft import engine
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("VmHWM reset is Linux-only")
+    big = np.ones(400 * 2**20 // 8)  # ~400 MB, touched
+    before = engine.peak_memory_mb()
+    del big
+    engine.reset_peak_memory()
+    after_reset = engine.peak_memory_mb()
+    assert after_reset < before - 300, (before, after_reset)
+    again = np.ones(200 * 2**20 // 8)
+    assert engine.peak_memory_mb() > after_reset + 150
+    del again
