@@ -93,7 +93,7 @@ def test_aggregation_through_the_full_predict_path(method: str, tiny_encoder: st
         want = {"clinicalbert": (p.max() + p.mean() * n / 3.0) / (1 + n / 3.0), "max": p.max(), "mean": p.mean()}[method]
         row = rows[doc]
         assert float(row["risk"]) == pytest.approx(want, abs=1e-5)
-        assert int(row["n_chunks"]) == n and row["aggregation"] == method
+        assert int(row["n_chunks"]) == n and row["aggregation"] == method and float(row["aggregation_c"]) == 3.0
         top = int(np.argmax(p))
         win = tokenize_windows(run.tokenizer, [text], max_length=48, stride=8)[top]
         assert (int(row["top_chunk_start"]), int(row["top_chunk_end"])) == (win.char_start, win.char_end)
@@ -108,13 +108,19 @@ def test_bad_rows_are_skipped_with_reasons_and_nothing_is_lost(tiny_encoder: str
     notes.write_bytes(body)
     s = infer.predict_csv(run, notes, tmp_path / "out" / "risk.csv", batch_size=16, progress=False)
     scored = [r["admission_id"] for r in csv.DictReader((tmp_path / "out" / "risk.csv").open())]
-    skipped = list(csv.DictReader((tmp_path / "out" / "skipped.csv").open()))
+    skipped = list(csv.DictReader((tmp_path / "out" / "risk.skipped.csv").open()))
     assert scored == ["1", "5", "6", "8"]
     assert [(r["row"], r["id"]) for r in skipped] == [("2", ""), ("3", "3"), ("4", "1"), ("7", "7")]
     reasons = " | ".join(r["reason"] for r in skipped)
     assert "missing id" in reasons and "empty note" in reasons and "duplicate" in reasons and "not UTF-8" in reasons
     assert s.scored + len(s.skips) == 8
     assert not list((tmp_path / "out").glob("*.tmp"))
+    other = tmp_path / "other.csv"  # a second predict into the same folder keeps its own skip report
+    other.write_text("admission_id,text\n9,a note\n10,\n")
+    s2 = infer.predict_csv(run, other, tmp_path / "out" / "risk2.csv", progress=False)
+    assert s2.skipped_csv == tmp_path / "out" / "risk2.skipped.csv"
+    assert [r["id"] for r in csv.DictReader(s2.skipped_csv.open())] == ["10"]
+    assert len(list(csv.DictReader((tmp_path / "out" / "risk.skipped.csv").open()))) == 4
 
 
 def test_missing_column_is_an_error_and_writes_nothing(tiny_encoder: str, tmp_path: Path) -> None:
@@ -122,7 +128,7 @@ def test_missing_column_is_an_error_and_writes_nothing(tiny_encoder: str, tmp_pa
     notes.write_text("hadm_id,text\n1,a note\n")
     with pytest.raises(InputError, match=r"admission_id.*header is \['hadm_id', 'text'\]"):
         infer.predict_csv(_run(tiny_encoder), notes, tmp_path / "risk.csv", progress=False)
-    assert not list(tmp_path.glob("risk*")) and not (tmp_path / "skipped.csv").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.csv"]  # no risk.csv, risk.skipped.csv or .tmp
     assert [n.id for b, _ in iter_blocks(notes, {"id": "hadm_id"}) for n in b] == ["1"]
 
 
@@ -137,3 +143,14 @@ def test_training_splits_are_strict(body: str, found: str, tmp_path: Path) -> No
     with pytest.raises(InputError, match=found) as exc:
         load_notes(path)
     assert str(path) in str(exc.value)
+
+
+def test_malformed_line_after_the_first_block_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text("admission_id,text\n1,a note\n2,another note\n3,ragged,extra field\n4,last\n")
+    blocks = iter_blocks(path, block_size=1)
+    assert [n.id for n in next(blocks)[0]] == ["1"]  # the first block is fine; the error comes later
+    with pytest.raises(InputError) as exc:
+        list(blocks)
+    assert exc.value.path == str(path) and exc.value.line == 4
+    assert "as many fields as the header" in str(exc.value) and "Expected 2 fields in line 4, saw 3" in str(exc.value)

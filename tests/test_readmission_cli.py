@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from clinical_ft import engine
+from clinical_ft import engine, leakage
 from clinical_ft.readmission import TASK, main, synthetic
+from clinical_ft.readmission.cli import evaluate_run
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,41 @@ def test_evaluate_writes_metrics_predictions_and_curves(trained: Path, capsys: p
     assert "auroc" in capsys.readouterr().out
 
 
+def test_evaluate_refuses_a_test_split_the_encoder_was_pretrained_on(trained: Path, prepared: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    (run_dir / "eval_test.json").unlink(missing_ok=True)
+    text = next(csv.DictReader((prepared / "test.csv").open()))["text"]
+    manifest = {"sources": [{"path": "corpus.txt", "sha256": "0" * 64}], "unit_hashes": [leakage.text_hash(text)]}
+    (run_dir / leakage.MANIFEST).write_text(json.dumps(manifest))
+    assert main(["evaluate", "--model", str(run_dir), "--split", "test"]) == 2
+    assert "pre-trained on text of the test split" in capsys.readouterr().err
+    assert not (run_dir / "eval_test.json").exists()
+    assert main(["evaluate", "--model", str(run_dir), "--split", "validation"]) == 0  # only test is guarded
+
+
+def test_one_class_split_writes_null_not_nan(trained: Path, prepared: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(prepared, data)
+    rows = list(csv.DictReader((prepared / "test.csv").open()))
+    with (data / "test.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([r for r in rows if r["label"] == "0"])
+    shutil.copytree(trained, tmp_path / "run")
+    run = engine.load_run(TASK, tmp_path / "run")
+    run.card.data.path = str(data)
+    result = evaluate_run(run, "test")
+    assert math.isnan(result["auroc"])
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in eval_test.json")
+
+    saved = json.loads((tmp_path / "run" / "eval_test.json").read_text(), parse_constant=no_constants)
+    assert saved["auroc"] is None and saved["rp80"] is None and saved["positives"] == 0
+
+
 def test_predict_accounts_for_every_row(trained: Path, prepared: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     src = list(csv.DictReader((prepared / "test.csv").open()))[:4]
@@ -74,15 +112,25 @@ def test_predict_accounts_for_every_row(trained: Path, prepared: Path, tmp_path:
     rows = list(csv.DictReader(out.open()))
     assert [r["admission_id"] for r in rows] == [r["admission_id"] for r in src]
     assert all(r["aggregation"] == "clinicalbert" and 0 <= float(r["risk"]) <= 1 for r in rows)
-    skipped = list(csv.DictReader((out.parent / "skipped.csv").open()))
+    assert {r["aggregation_c"] for r in rows} == {"3.0"}
+    skipped = list(csv.DictReader((out.parent / "risk.skipped.csv").open()))
     assert [(s["row"], s["id"]) for s in skipped] == [("5", "x")]
     assert "4 admissions scored" in capsys.readouterr().out
     assert main(["predict", "--model", str(trained), "--notes", str(notes), "--out", str(out)]) == 2
     assert "hadm" in capsys.readouterr().err  # the header it found is named
 
 
+@pytest.mark.parametrize("c", ["0", "-1", "nan"])
+def test_aggregation_constant_must_be_positive(c: str, trained: Path, prepared: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "risk.csv"
+    assert main(["predict", "--model", str(trained), "--notes", str(prepared / "test.csv"), "--out", str(out),
+                 "--c", c]) == 2
+    assert "--c: expected" in capsys.readouterr().err and not out.exists()
+    assert main(["evaluate", "--model", str(trained), "--split", "test", "--c", c]) == 2
+
+
 def test_explain_writes_a_report(trained: Path, prepared: Path, tmp_path: Path) -> None:
-    pytest.importorskip("clinical_ft.interpret")
     ids = [r["admission_id"] for r in list(csv.DictReader((prepared / "test.csv").open()))[:2]]
     out = tmp_path / "report.html"
     rc = main(["explain", "--model", str(trained), "--notes", str(prepared / "test.csv"), "--ids", ",".join(ids),
@@ -100,10 +148,18 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tiny_encoder: str, tmp_path: Path,
                "--words", "60", "--max-steps", "2", "--no-attributions"])
     assert rc == 0
     out = capsys.readouterr().out
-    for name in ("risk.csv", "skipped.csv", "run/eval_test.json", "data/card.yaml"):
+    for name in ("risk.csv", "risk.skipped.csv", "report.html", "run/eval_test.json", "data/card.yaml",
+                 "data/skipped.csv"):
         assert (tmp_path / "demo" / name).is_file(), name
         assert str(tmp_path / "demo" / name) in out or name.startswith(("run/", "data/"))
     assert "SYNTHETIC" in out
+    _assert_both_classes_scored(tmp_path / "demo" / "run" / "eval_test.json")
+
+
+def _assert_both_classes_scored(eval_json: Path) -> None:
+    result = json.loads(eval_json.read_text())
+    assert 0 < result["positives"] < result["admissions"]  # the demo's synthetic test split has both classes
+    assert isinstance(result["auroc"], float) and math.isfinite(result["auroc"]) and 0.0 <= result["auroc"] <= 1.0
 
 
 def test_module_entry_point() -> None:
@@ -112,11 +168,9 @@ def test_module_entry_point() -> None:
 
 
 @pytest.mark.slow
-def test_demo_on_the_bundled_minilm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_on_the_bundled_minilm(tmp_path: Path) -> None:
     rc = main(["demo", "--out", str(tmp_path / "demo"), "--patients", "50", "--words", "150", "--max-steps", "8",
                "--no-attributions"])
     assert rc == 0
-    result = json.loads((tmp_path / "demo" / "run" / "eval_test.json").read_text())
-    assert result["admissions"] > 0
-    assert 0.0 <= result["auroc"] <= 1.0 or result["positives"] in (0, result["admissions"])  # one class: NaN
-    assert (tmp_path / "demo" / "report.html").is_file() or "report not written" in capsys.readouterr().out
+    _assert_both_classes_scored(tmp_path / "demo" / "run" / "eval_test.json")
+    assert (tmp_path / "demo" / "report.html").read_text().startswith("<!")

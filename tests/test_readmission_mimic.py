@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from clinical_ft import encoders, resources
 from clinical_ft.errors import InputError
-from clinical_ft.readmission import mimic, synthetic
+from clinical_ft.readmission import main, mimic, synthetic
 from clinical_ft.readmission.prepare import prepare
 
 FIX = Path(__file__).parent / "fixtures" / "readmission"
@@ -70,3 +72,106 @@ def test_prepare_from_notes_csv_reports_bad_rows(tmp_path: Path) -> None:
     assert "empty note" in skipped["reason"][0] and "expected 0 or 1" in skipped["reason"][1]
     total = sum(v["admissions"] for v in s["splits"].values())
     assert total == 2
+
+
+def _copy_fixture(tmp_path: Path) -> Path:
+    out = tmp_path / "mimic"
+    shutil.copytree(FIX, out, ignore=shutil.ignore_patterns("notes_mini*", "README.md"))
+    return out
+
+
+def _replace(path: Path, old: bytes, new: bytes) -> None:
+    data = path.read_bytes()
+    assert data.count(old) == 1, old
+    path.write_bytes(data.replace(old, new))
+
+
+def test_prepare_reports_every_dropped_admission_by_reason(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prepare", "--mimic-dir", str(FIX), "--setting", "early", "--days", "2",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    rep = pd.read_csv(tmp_path / "out" / "skipped.csv", dtype={"id": str})
+    adm = rep[rep["table"] == "ADMISSIONS.csv"]
+    kept = pd.read_csv(tmp_path / "out" / "train.csv")["admission_id"].tolist()
+    assert kept == [601]
+    assert sorted(adm["row"].tolist() + [11]) == list(range(1, 13))  # every ADMISSIONS row: kept or reported
+    why = dict(zip(adm["id"], adm["reason"]))
+    assert why["301"] == "newborn admission" and why["402"] == "in-hospital death"
+    assert {why[i] for i in ("102", "202", "501")} == {"stay shorter than 2 days (early setting)"}
+    assert {why[i] for i in ("101", "103", "201", "401", "502", "602")} == {"no note charted in the first 2 days"}
+    kinds = dict(zip(rep["id"] + rep["table"], rep["kind"]))
+    assert kinds["301ADMISSIONS.csv"] == kinds["402ADMISSIONS.csv"] == "excluded by protocol"
+    assert kinds["101ADMISSIONS.csv"] == "skipped"
+    notes = rep[rep["table"] == "NOTEEVENTS.csv"]
+    assert notes[["row", "id", "kind"]].values.tolist() == [[15, "601", "excluded by protocol"]]  # ISERROR note
+    assert "6 skipped, 6 excluded by protocol" in out and "1 newborn admission" in out
+    assert "6 no note charted in the first 2 days" in out
+
+
+def test_discharge_setting_counts_only_protocol_exclusions(tmp_path: Path) -> None:
+    s = prepare(tmp_path / "out", mimic_dir=FIX)
+    assert s["skipped"] == 0 and s["excluded"] == 2
+    assert s["reasons"]["excluded by protocol"] == {"newborn admission": 1, "in-hospital death": 1}
+    df, report = mimic.build_with_report(FIX)
+    assert report.ids("newborn admission") == ["301"] and report.ids("in-hospital death") == ["402"]
+    assert df.equals(mimic.build_from_mimic(FIX))  # the frame-only function is unchanged
+
+
+def test_bad_note_rows_are_reported_not_lost(tmp_path: Path) -> None:
+    folder = _copy_fixture(tmp_path)
+    _replace(folder / "NOTEEVENTS.csv", b"Synthetic summary 103.", b"Synthetic caf\xe9 summary 103.")
+    _replace(folder / "NOTEEVENTS.csv", b"13,6,601,2106-01-01,", b"13,6,601,01/xx/2106,")
+    df, report = mimic.build_with_report(folder)
+    assert 103 not in set(df["admission_id"])
+    got = {(d.table, d.row, d.id): d.reason for d in report.dropped if d.kind == "skipped"}
+    assert got == {("NOTEEVENTS.csv", 3, "103"): "note TEXT has bytes that are not UTF-8",
+                   ("ADMISSIONS.csv", 3, "103"): "no discharge summary"}
+    df, report = mimic.build_with_report(folder, "early", days=2)
+    assert df.empty
+    assert report.counts("skipped")["CHARTDATE is not a date (the early setting needs it)"] == 1
+    assert "601" in report.ids("no note charted in the first 2 days")
+
+
+@pytest.mark.parametrize("table,old,new,found", [
+    ("ADMISSIONS.csv", b"3,1,103,", b"3,1,10x,", r"ADMISSIONS.csv, row 3: expected HADM_ID as a whole number; found '10x'"),
+    ("ADMISSIONS.csv", b"URGENT", b"URG\xc9NT", r"ADMISSIONS.csv, row 9: expected UTF-8 text in column ADMISSION_TYPE"),
+    ("ADMISSIONS.csv", b"2104-02-20 08:00:00,EMERGENCY", b"20th February,EMERGENCY", r"row 8: expected DEATHTIME"),
+    ("NOTEEVENTS.csv", b"7,4,401,", b"7,4,four-oh-one,", r"NOTEEVENTS.csv, row 7: expected HADM_ID as a whole number"),
+    ("NOTEEVENTS.csv", b"Synthetic summary 502.", b"Synthetic, summary 502.", r"NOTEEVENTS.csv, line \d+: expected a well-formed CSV"),
+])
+def test_malformed_tables_name_file_and_row(table: str, old: bytes, new: bytes, found: str, tmp_path: Path) -> None:
+    folder = _copy_fixture(tmp_path)
+    _replace(folder / table, old, new)
+    with pytest.raises(InputError, match=found):
+        mimic.build_with_report(folder)
+
+
+def test_bytes_that_are_not_utf8_in_unused_columns_do_not_matter(tmp_path: Path) -> None:
+    folder = _copy_fixture(tmp_path)
+    lines = (folder / "ADMISSIONS.csv").read_bytes().split(b"\n")
+    lines = [ln + (b",DIAGNOSIS" if i == 0 else b",CHF caf\xe9" if ln else b"") for i, ln in enumerate(lines)]
+    (folder / "ADMISSIONS.csv").write_bytes(b"\n".join(lines))
+    assert mimic.build_from_mimic(folder).equals(mimic.build_from_mimic(FIX))
+
+
+def test_fallback_notes_carry_cues_only_where_placed_and_late_ones_after_token_512(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(resources.DATA_ENV, str(tmp_path / "no_shared_data"))  # no MTSamples: built-in filler
+    assert synthetic.mtsamples_texts() == synthetic.filler_texts()
+    risk = [mimic.clean_text(c) for c in synthetic.RISK]
+    calm = [mimic.clean_text(c) for c in synthetic.CALM]
+    assert not any(c in mimic.clean_text(t) for t in synthetic.filler_texts() for c in risk + calm)
+    syn = synthetic.generate(tmp_path / "syn", 40, seed=0, words=400, late_fraction=1.0)
+    assert "built-in neutral sentences" in (tmp_path / "syn" / "README_SYNTHETIC.md").read_text()
+    df = mimic.build_from_mimic(syn["out"])
+    tok = encoders.load_tokenizer("minilm")
+    agree = 0
+    for text, label in zip(df["text"], df["label"]):
+        n_risk, n_calm = sum(text.count(c) for c in risk), sum(text.count(c) for c in calm)
+        assert 3 <= n_risk + n_calm <= 5  # only the inserted cues: the filler adds none
+        agree += (n_risk > n_calm) == bool(label)
+        first = min(text.find(c) for c in risk + calm if c in text)
+        offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        assert sum(a < first for a, _ in offsets) >= 512  # every cue beyond a first 512-token window
+    assert agree >= 0.85 * len(df)  # labels follow content (up to the 5% label noise)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .. import engine, resources, taskcli
+from .. import encoders, engine, leakage, resources, taskcli
 from ..config import TaskCard, TrainConfig, load, parse_overrides
 from ..errors import ClinicalFTError
 from . import infer
@@ -47,8 +48,10 @@ def _prepare(task: ReadmissionTask, args: argparse.Namespace) -> int:
                 days=args.days, seed=args.seed, balanced_test=args.balanced_test)
     for split, c in s["splits"].items():
         print(f"{split:<10} {c['admissions']:>7} admissions  {c['positives']:>6} readmitted  {c['patients']:>7} patients")
-    if s["skipped"]:
-        print(f"{s['skipped']} rows skipped: see {Path(s['out']) / 'skipped.csv'}")
+    for kind, why in s["reasons"].items():
+        if why:
+            print(f"{kind}: {sum(why.values())} ({', '.join(f'{n} {r}' for r, n in why.items())})")
+    print(f"{s['skipped']} skipped, {s['excluded']} excluded by protocol: listed in {s['skipped_csv']}")
     print(f"written to {s['out']} (train/validation/test.csv, card.yaml)")
     return 0
 
@@ -81,8 +84,19 @@ def _train(task: ReadmissionTask, args: argparse.Namespace) -> int:
 
 
 def evaluate_run(run: engine.Run, split: str, data_dir: str | None = None, batch_size: int | None = None) -> dict[str, Any]:
-    """Admission-level metrics of `run` on a split; writes eval_<split>.json, predictions and curve PNGs."""
+    """Admission-level metrics of `run` on a split; writes eval_<split>.json, predictions and curve PNGs.
+
+    Metrics that are undefined (a split with one class) are NaN in the returned dict and ``null`` in
+    the JSON file, which stays valid JSON.
+
+    Raises:
+        ClinicalFTError: `split` is test and its text was in the encoder's pre-training corpus
+            (leakage.check, as in engine.evaluate).
+    """
     notes = TASK.load_split(run.card, split, data_dir)
+    if split == "test":  # refuse a test split whose text was in the encoder's pre-training corpus
+        leakage.check(run.card, [run.path, encoders.resolve(run.cfg.encoder)], data_dir,
+                      texts_fn=lambda: leakage.example_texts(notes))
     blocks = ((notes[i:i + 1000], []) for i in range(0, len(notes), 1000))
     risks = [r for _, rs, _, _, _ in infer.iter_risks(run, blocks, batch_size) for r in rs]
     metrics = TASK.score(notes, risks, run.labels)
@@ -91,17 +105,25 @@ def evaluate_run(run: engine.Run, split: str, data_dir: str | None = None, batch
                [[n.id, n.label, f"{r.risk:.6f}", r.n_chunks] for n, r in zip(notes, risks)])
     result["plots"] = [str(p) for p in plot_curves([n.label for n in notes], [r.risk for r in risks], run.path, split)]
     tmp = run.path / f"eval_{split}.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(_null_nan(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     tmp.replace(run.path / f"eval_{split}.json")
     return result
 
 
+def _null_nan(result: dict[str, Any]) -> dict[str, Any]:
+    """NaN and infinite floats as None (JSON null): undefined metrics, e.g. AUROC of a one-class split."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
+
+
 def _load(task: ReadmissionTask, args: argparse.Namespace) -> engine.Run:
+    c = getattr(args, "c", None)
+    if c is not None and not (math.isfinite(c) and c > 0):
+        raise ClinicalFTError(f"--c: expected ClinicalBERT's aggregation constant, a number > 0; found {c}")
     run = engine.load_run(task, args.model)
     if getattr(args, "aggregation", None):
         run.cfg.aggregation = args.aggregation
-    if getattr(args, "c", None):
-        run.cfg.aggregation_c = args.c
+    if c is not None:
+        run.cfg.aggregation_c = c
     return run
 
 
@@ -126,10 +148,8 @@ def _predict(task: ReadmissionTask, args: argparse.Namespace) -> int:
 
 
 def _explain(task: ReadmissionTask, args: argparse.Namespace) -> int:
-    try:
-        from ..interpret import explain_notes
-    except ImportError as exc:
-        raise ClinicalFTError(f"explanations need clinical_ft.interpret, which is not available: {exc}") from None
+    from ..interpret import explain_notes
+
     wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
     found: dict[str, str] = {}
     for notes, _ in iter_blocks(args.notes, _columns(args), labels="ignore"):
@@ -175,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="risk per admission of a notes CSV (streamed; skipped rows reported)")
     pr.add_argument("--model", required=True, help="run directory written by train")
     pr.add_argument("--notes", required=True, help="notes CSV (admission_id, text)")
-    pr.add_argument("--out", required=True, help="output CSV; skipped.csv is written beside it")
+    pr.add_argument("--out", required=True, help="output CSV; <out stem>.skipped.csv is written beside it")
     pr.add_argument("--batch-size", type=int, help="chunks per forward pass")
     pr.add_argument("--aggregation", choices=["clinicalbert", "max", "mean"], help="override the run's aggregation")
     pr.add_argument("--c", type=float, help="override ClinicalBERT's aggregation constant c")

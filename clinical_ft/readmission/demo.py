@@ -46,6 +46,7 @@ def run_demo(out: str | Path, *, encoder: str = "minilm", patients: int | None =
     paths["synthetic tables (SYNTHETIC, not real patients)"] = Path(syn["out"])
     prep = prepare(out / "data", mimic_dir=syn["out"])
     paths["prepared splits + card.yaml"] = Path(prep["out"])
+    paths["admissions left out, with reasons"] = Path(prep["skipped_csv"])
     print(f"[demo] {syn['admissions']} synthetic admissions -> "
           + ", ".join(f"{k} {v['admissions']} ({v['positives']} readmitted)" for k, v in prep["splits"].items()))
     cfg = TrainConfig(encoder=encoder, max_steps=steps, eval_steps=steps, **DEMO_CONFIG)
@@ -71,15 +72,11 @@ def run_demo(out: str | Path, *, encoder: str = "minilm", patients: int | None =
     return paths
 
 
-def _report(run: engine.Run, test_csv: Path, out_html: Path, metrics: dict, attributions: bool | None) -> Path | str:
+def _report(run: engine.Run, test_csv: Path, out_html: Path, metrics: dict, attributions: bool | None) -> Path:
     """explain_notes on the riskiest readmitted and the safest not-readmitted test admission."""
-    try:
-        from ..interpret import explain_notes
-    except ImportError as exc:
-        msg = f"not written: clinical_ft.interpret is not available ({exc})"
-        print(f"[demo] attention/attribution report {msg}")
-        return msg
     import pandas as pd
+
+    from ..interpret import explain_notes
 
     risks = pd.read_csv(out_html.parent / "risk.csv", dtype={"admission_id": str})
     test = pd.read_csv(test_csv, dtype={"admission_id": str}).merge(risks, on="admission_id")

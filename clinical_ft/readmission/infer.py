@@ -21,7 +21,8 @@ from ..engine import Run
 from .notes import Note, Skip, iter_blocks, write_skips
 from .task import Risk, aggregate_windows, encode_windows
 
-HEADER = ["admission_id", "risk", "n_chunks", "aggregation", "top_chunk_start", "top_chunk_end", "top_chunk_prob"]
+HEADER = ["admission_id", "risk", "n_chunks", "aggregation", "aggregation_c", "top_chunk_start", "top_chunk_end",
+          "top_chunk_prob"]
 
 
 @dataclass
@@ -82,11 +83,20 @@ def iter_risks(run: Run, blocks: Iterator[tuple[list[Note], list[Skip]]], batch_
             yield notes, risks, skips, n_win, n_tok
 
 
+def skipped_path(out_csv: str | Path) -> Path:
+    """``<out stem>.skipped.csv`` beside the predictions: ``risk.csv`` -> ``risk.skipped.csv``."""
+    out = Path(out_csv)
+    return out.with_name(out.stem + ".skipped.csv")
+
+
 def predict_csv(run: Run, notes_csv: str | Path, out_csv: str | Path, *, columns: dict[str, str] | None = None,
                 batch_size: int | None = None, block_size: int = 1000, progress: bool = True) -> PredictSummary:
-    """Write one row per scored admission to `out_csv` and the unscored rows to ``skipped.csv`` beside it.
+    """Write one row per scored admission to `out_csv` and the unscored rows to ``<out stem>.skipped.csv``
+    beside it (so that predictions written into one folder keep their own reports).
 
-    Both files appear only when every row has been handled (temporary files, then rename).
+    Each row records the aggregation and its constant ``aggregation_c``, the settings (with the run)
+    that reproduce its risk, also after a ``--c`` override. Both files appear only when every row has
+    been handled (temporary files, then rename).
     """
     out = Path(out_csv)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,13 +109,13 @@ def predict_csv(run: Run, notes_csv: str | Path, out_csv: str | Path, *, columns
             w.writerow(HEADER)
             for notes, risks, skips, n_win, n_tok in iter_risks(run, blocks, batch_size, progress):
                 for n, r in zip(notes, risks):
-                    w.writerow([n.id, f"{r.risk:.6f}", r.n_chunks, run.cfg.aggregation, r.top_start, r.top_end,
-                                f"{r.top_prob:.6f}"])
+                    w.writerow([n.id, f"{r.risk:.6f}", r.n_chunks, run.cfg.aggregation, run.cfg.aggregation_c,
+                                r.top_start, r.top_end, f"{r.top_prob:.6f}"])
                 summary.scored += len(notes)
                 summary.windows += n_win
                 summary.tokens += n_tok
                 summary.skips.extend(skips)
-        summary.skipped_csv = write_skips(out.parent / "skipped.csv", summary.skips)
+        summary.skipped_csv = write_skips(skipped_path(out), summary.skips)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

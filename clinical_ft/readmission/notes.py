@@ -2,8 +2,9 @@
 
 One reader serves training splits (strict: any bad row is an :class:`InputError` naming file, row
 and what was expected) and prediction (lenient: a bad row becomes a :class:`Skip` with a reason,
-reported in ``skipped.csv``). Rows are numbered from 1, header excluded (a quoted note may span
-several physical lines, so rows are not lines).
+reported in ``<out stem>.skipped.csv`` beside the predictions, or ``skipped.csv`` in a prepared
+folder). Rows are numbered from 1, header excluded (a quoted note may span several physical lines,
+so rows are not lines).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from ..errors import InputError
 DEFAULT_COLUMNS = {"id": "admission_id", "text": "text", "label": "label", "subject": "subject_id"}
 LABEL_NAMES = ["not_readmitted", "readmitted"]
 _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1, "no": 0, "yes": 1}
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept as surrogates
+NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept as surrogates
+_PARSER_LINE = re.compile(r"line (\d+)")
 
 
 @dataclass
@@ -74,7 +76,8 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
         (notes, skips) per block. Every row lands in exactly one of the two lists.
 
     Raises:
-        InputError: a missing file or column; any bad row when `strict`.
+        InputError: a missing file or column; a line pandas cannot parse (e.g. more fields than the
+            header), in whichever block it falls; any bad row when `strict`.
     """
     import pandas as pd
 
@@ -89,7 +92,7 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
     except pd.errors.EmptyDataError:
         raise InputError(path, 1, "a header row naming the columns", "an empty file") from None
     except pd.errors.ParserError as exc:
-        raise InputError(path, None, "a well-formed CSV", str(exc)) from None
+        raise malformed(path, exc) from None
     if first is None:
         return
     header = [str(c) for c in first.columns]
@@ -117,8 +120,8 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
             text = str(rec[cols["text"]])
             if not rid:
                 bad(row, "", f"missing id in column {cols['id']!r}", skips)
-            elif _NOT_UTF8.search(rid) or _NOT_UTF8.search(text):
-                bad(row, _NOT_UTF8.sub("?", rid), "unreadable text: bytes that are not UTF-8", skips)
+            elif NOT_UTF8.search(rid) or NOT_UTF8.search(text):
+                bad(row, NOT_UTF8.sub("?", rid), "unreadable text: bytes that are not UTF-8", skips)
             elif rid in seen:
                 bad(row, rid, f"duplicate admission id (first at row {seen[rid]})", skips)
             elif not text.strip():
@@ -133,7 +136,18 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
                 subject = (str(rec[cols["subject"]]).strip() or None) if use_subject else None
                 notes.append(Note(rid, text, label, row, subject))
         yield notes, skips
-        block = next(reader, None)
+        try:
+            block = next(reader, None)
+        except pd.errors.ParserError as exc:
+            raise malformed(path, exc) from None
+
+
+def malformed(path: Path, exc: Exception) -> InputError:
+    """The InputError for a CSV pandas cannot parse, at the physical line pandas names when it does."""
+    m = _PARSER_LINE.search(str(exc))
+    return InputError(path, int(m.group(1)) if m else None,
+                      "a well-formed CSV: every row with as many fields as the header (quote text that holds "
+                      "commas or line breaks)", str(exc).removeprefix("Error tokenizing data. C error: "))
 
 
 def load_notes(path: str | Path, columns: dict[str, str] | None = None, *, labels: str = "required") -> list[Note]:
@@ -154,5 +168,5 @@ def atomic_csv(path: str | Path, header: list[str], rows: list[list[object]]) ->
 
 
 def write_skips(path: str | Path, skips: list[Skip]) -> Path:
-    """``skipped.csv``: row, id, reason (header only when nothing was skipped)."""
+    """A skipped-rows CSV: row, id, reason (header only when nothing was skipped)."""
     return atomic_csv(path, ["row", "id", "reason"], [[s.row, s.id, s.reason] for s in skips])

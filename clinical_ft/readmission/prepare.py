@@ -1,12 +1,16 @@
 """Write a prepared readmission folder: train/validation/test CSVs plus a ``card.yaml`` TaskCard.
 
 Input is either MIMIC-III tables (see mimic.py) or a plain notes CSV (id, text, label and an
-optional patient column); rows of a notes CSV that cannot be used are listed in ``skipped.csv``.
+optional patient column). Every input row that is in no split is listed in ``skipped.csv`` with its
+reason: for a notes CSV (row, id, reason) the rows that cannot be used; for MIMIC tables (table,
+row, id, kind, reason) the admissions and notes excluded by protocol (newborns, in-hospital deaths,
+...) and those skipped (no qualifying note, unreadable text, ...).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,8 @@ import numpy as np
 
 from ..config import dump_yaml
 from ..errors import ClinicalFTError
-from .mimic import build_from_mimic, split_by_patient
+from .mimic import build_with_report, split_by_patient
+from .mimic_io import PROTOCOL, SKIPPED
 from .notes import LABEL_NAMES, column_map, iter_blocks, write_skips
 
 log = logging.getLogger("clinical_ft.readmission")
@@ -35,8 +40,8 @@ REFERENCES = [
 ]
 
 
-def from_notes_csv(path: str | Path, columns: dict[str, str] | None, out: Path) -> Any:
-    """A labelled notes CSV as an admission frame; unusable rows go to ``out/skipped.csv``."""
+def from_notes_csv(path: str | Path, columns: dict[str, str] | None, out: Path) -> tuple[Any, dict[str, int]]:
+    """A labelled notes CSV as an admission frame and {reason: count}; unusable rows go to ``out/skipped.csv``."""
     import pandas as pd
 
     rows, skips = [], []
@@ -48,7 +53,20 @@ def from_notes_csv(path: str | Path, columns: dict[str, str] | None, out: Path) 
     write_skips(out / "skipped.csv", skips)
     if skips:
         log.warning("%d rows of %s skipped; see %s", len(skips), path, out / "skipped.csv")
-    return pd.DataFrame(rows, columns=["admission_id", "text", "label", "subject_id"]), len(skips)
+    why = Counter(k.reason.split(" (")[0].split(" in column")[0] for k in skips)
+    return pd.DataFrame(rows, columns=["admission_id", "text", "label", "subject_id"]), dict(why)
+
+
+def from_mimic(mimic_dir: str | Path, setting: str, days: int, out: Path) -> tuple[Any, dict[str, dict[str, int]]]:
+    """MIMIC-III tables as an admission frame; what is left out goes to ``out/skipped.csv``.
+
+    Returns:
+        The frame, and {kind: {reason: count}} for kinds PROTOCOL and SKIPPED.
+    """
+    df, report = build_with_report(mimic_dir, setting, days)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write(out / "skipped.csv")
+    return df, {kind: report.counts(kind) for kind in (PROTOCOL, SKIPPED)}
 
 
 def _balance(df: Any, seed: int) -> Any:
@@ -106,21 +124,30 @@ def write_prepared(df: Any, out: str | Path, *, name: str, description: str, fra
 def prepare(out: str | Path, *, mimic_dir: str | Path | None = None, notes: str | Path | None = None,
             columns: dict[str, str] | None = None, setting: str = "discharge", days: int = 3, seed: int = 1,
             balanced_test: bool = False, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, Any]:
-    """Build and write a prepared folder from MIMIC-III tables (`mimic_dir`) or a notes CSV (`notes`)."""
+    """Build and write a prepared folder from MIMIC-III tables (`mimic_dir`) or a notes CSV (`notes`).
+
+    Returns:
+        The summary of :func:`write_prepared`, plus ``skipped`` (rows that could not be used),
+        ``excluded`` (rows the protocol removes; MIMIC only), ``reasons`` ({kind: {reason: count}}),
+        ``skipped_csv`` (the path of the report) and ``prevalence``.
+    """
     out = Path(out)
     if (mimic_dir is None) == (notes is None):
         raise ClinicalFTError("give exactly one of --mimic-dir (ADMISSIONS.csv + NOTEEVENTS.csv) or --notes (a notes CSV)")
-    skipped = 0
     if mimic_dir is not None:
-        df = build_from_mimic(mimic_dir, setting, days)
+        df, reasons = from_mimic(mimic_dir, setting, days, out)
         where = "discharge summaries" if setting == "discharge" else f"notes of the first {days} days"
         name = "readmit_discharge" if setting == "discharge" else f"readmit_early_{days}d"
         desc = f"30-day readmission from {where} (ClinicalBERT protocol), prepared from {Path(mimic_dir).resolve()}"
     else:
-        df, skipped = from_notes_csv(notes, columns, out)
+        df, why = from_notes_csv(notes, columns, out)
+        reasons = {PROTOCOL: {}, SKIPPED: why}
         name, desc = "readmit_notes", f"30-day readmission from the notes CSV {Path(notes).resolve()}"
     summary = write_prepared(df, out, name=name, description=desc, fractions=fractions, seed=seed,
                              balanced_test=balanced_test)
-    summary["skipped"] = skipped
+    summary["skipped"] = sum(reasons[SKIPPED].values())
+    summary["excluded"] = sum(reasons[PROTOCOL].values())
+    summary["reasons"] = reasons
+    summary["skipped_csv"] = str(Path(summary["out"]) / "skipped.csv")
     summary["prevalence"] = float(np.mean(df["label"])) if len(df) else 0.0
     return summary
