@@ -10,6 +10,10 @@ Text units are compared after canonicalisation (Unicode NFKC, case-folded, all w
 so a CoNLL sentence (tokens joined by spaces) matches the same sentence in raw text however it was
 tokenised. Units shorter than ``MIN_CHARS`` canonical characters ("Methods.", "Results") are ignored.
 Hashes are the first 16 hex digits (64 bits) of sha256; no text is stored or logged.
+
+A split given as a glob (BioASQ test batches) is every matching file. A test file that is also the
+training file (COVID-QA's fixed split by article, the DDI release zip) is judged by its test text
+only: pre-training on its training part is allowed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from .config import TaskCard
 from .errors import ClinicalFTError
+from .resources import DATA_ENV, resolve_data_path
 
 log = logging.getLogger("clinical_ft.leakage")
 MANIFEST = "pretraining_manifest.json"
@@ -102,19 +107,43 @@ def split_texts(path: str | Path, fmt: str = "") -> Iterable[str]:
     return text.splitlines()
 
 
-def split_fingerprint(card: TaskCard, split: str, data_dir: str | Path | None) -> tuple[Path, str, list[set[str]]]:
-    """(file, sha256, unit hashes of each text) of one split of `card`.
+def split_files(card: TaskCard, split: str, data_dir: str | Path | None) -> list[Path]:
+    """The file of one split of `card`, or every file matching it when it is a glob.
+
+    Raises:
+        ClinicalFTError: the card has no such split, it is carved from train, or no file is there.
+    """
+    from .data import split_path
+
+    pattern = card.data.files.get(split, "")
+    if any(c in pattern for c in "*?["):
+        root = resolve_data_path(card.data.path, data_dir)
+        paths = sorted(root.glob(pattern))
+        if not paths:
+            raise ClinicalFTError(f"no file matches {root / pattern} (card {card.name!r} files.{split}). Pass "
+                                  f"--data-dir DIR (the folder holding {card.data.path!r}) or set ${DATA_ENV}.")
+        return paths
+    path = split_path(card, split, data_dir)
+    if path is None:
+        raise ClinicalFTError(f"card {card.name!r} split {split!r} is carved from train; it has no file of its own")
+    return [path]
+
+
+def shared_with_train(card: TaskCard, split: str) -> bool:
+    """Whether `split` lives in the training file (a fixed split carved inside it)."""
+    return split != "train" and card.data.files.get(split) == card.data.files.get("train")
+
+
+def split_fingerprint(card: TaskCard, split: str,
+                      data_dir: str | Path | None) -> tuple[list[Path], list[str], list[set[str]]]:
+    """(files, their sha256s, unit hashes of each text read generically) of one split of `card`.
 
     Raises:
         ClinicalFTError: the card has no such split or its file is missing.
     """
-    from .data import split_path
-
-    path = split_path(card, split, data_dir)
-    if path is None:
-        raise ClinicalFTError(f"card {card.name!r} split {split!r} is carved from train; it has no file of its own")
-    texts = [h for text in split_texts(path, card.data.format) if (h := unit_hashes(text))]
-    return path, file_sha256(path), texts
+    paths = split_files(card, split, data_dir)
+    texts = [h for path in paths for text in split_texts(path, card.data.format) if (h := unit_hashes(text))]
+    return paths, [file_sha256(p) for p in paths], texts
 
 
 def example_texts(examples: Iterable[Any]) -> list[list[str]]:
@@ -158,7 +187,7 @@ def check(card: TaskCard, directories: Iterable[str | Path], data_dir: str | Pat
         missing_ok: when the split's file is absent, log and return instead of raising.
         texts_fn: returns the split's texts as the task reads them (see `example_texts`); its units
             are checked instead of the file's text read generically (the file's sha256 is still
-            compared). Called only when a manifest exists.
+            compared, unless the file also holds the training split). Called only when a manifest exists.
 
     Raises:
         ClinicalFTError: the split's file, or some of its sentences, were used for pre-training.
@@ -167,7 +196,7 @@ def check(card: TaskCard, directories: Iterable[str | Path], data_dir: str | Pat
     if not manifests or split not in card.data.files:
         return
     try:
-        path, sha, texts = split_fingerprint(card, split, data_dir)
+        paths, shas, texts = split_fingerprint(card, split, data_dir)
     except ClinicalFTError as exc:
         if not missing_ok:
             raise
@@ -175,12 +204,15 @@ def check(card: TaskCard, directories: Iterable[str | Path], data_dir: str | Pat
         return
     if texts_fn is not None:  # the texts the task evaluates on, rather than the file read generically
         texts = [u for fields in texts_fn() if (u := set().union(*(unit_hashes(t) for t in fields)))]
+    path = paths[0] if len(paths) == 1 else f"{len(paths)} files matching {card.data.files[split]}"
+    own = {} if shared_with_train(card, split) else dict(zip(shas, paths))  # shared: judged by its test text
     for directory, manifest in manifests:
         for src in manifest["sources"]:
-            if src.get("sha256") == sha:
+            if src.get("sha256") in own:
                 raise ClinicalFTError(
                     f"encoder {directory} was pre-trained on {src.get('path')}, which is the {split} file of card "
-                    f"{card.name!r} ({path}); re-run python -m clinical_ft.pretrain with --exclude-card for this card")
+                    f"{card.name!r} ({own[src['sha256']]}); re-run python -m clinical_ft.pretrain with --exclude-card "
+                    "for this card")
         seen = set(manifest["unit_hashes"])
         hits = [i for i, units in enumerate(texts) if units & seen]
         if hits:

@@ -7,6 +7,10 @@
 - ``lora``: low-rank adapters (peft) on ``lora_target_modules`` of the encoder, the head trained
   in full (peft ``modules_to_save``). The run saves the adapter under ``adapter/`` and the adapter
   MERGED into the base weights as the run's model, so load_run/predict need no peft.
+- tokens a task added to the vocabulary (relation markers, see `mark_new_tokens`) keep trainable
+  embedding rows under every method: under ``lora`` through peft's ``trainable_token_indices``;
+  under ``head_only`` and ``partial`` with frozen embeddings the word embedding is swapped for a
+  `PartlyTrainableEmbedding` (old rows frozen, new rows trained) that `save_model` merges back.
 - ``layerwise_lr_decay`` (any method): layer-wise learning-rate decay (LLRD). With L layers, the
   head (and pooler) get ``learning_rate``, layer l (1..L) ``learning_rate * decay**(L + 1 - l)``,
   the embeddings ``learning_rate * decay**(L + 1)``.
@@ -27,6 +31,7 @@ from .config import TrainConfig
 from .errors import ClinicalFTError
 
 log = logging.getLogger("clinical_ft.methods")
+_NEW_TOKENS = "clinical_ft_new_token_ids"  # model attribute set by mark_new_tokens (never saved)
 _LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 ADAPTER_DIR = "adapter"
 _PEFT_TASK_TYPES = (("ForTokenClassification", "TOKEN_CLS"), ("ForSequenceClassification", "SEQ_CLS"),
@@ -56,6 +61,67 @@ def _encoder(model: Any) -> Any:
     return base if base is not None else model
 
 
+def mark_new_tokens(model: Any, ids: list[int]) -> None:
+    """Record the token ids a task added to `model`'s vocabulary (their embedding rows are new and
+    must train whatever the method freezes)."""
+    setattr(model, _NEW_TOKENS, sorted(set(ids)))
+
+
+def new_token_ids(model: Any) -> list[int]:
+    """Token ids recorded by `mark_new_tokens` (empty when none)."""
+    return list(getattr(model, _NEW_TOKENS, []))
+
+
+def _embedding_class() -> type:
+    import torch
+
+    class PartlyTrainableEmbedding(torch.nn.Embedding):
+        """An embedding whose `weight` is frozen except the rows `ids`, trained as `new_rows`.
+
+        Args:
+            base: the embedding to wrap (its weight is shared, not copied).
+            ids: the trainable rows.
+        """
+
+        def __init__(self, base: torch.nn.Embedding, ids: list[int]) -> None:
+            super().__init__(base.num_embeddings, base.embedding_dim, padding_idx=base.padding_idx,
+                             _weight=base.weight.detach(), _freeze=True)
+            index = torch.tensor(ids, dtype=torch.long, device=base.weight.device)
+            self.new_rows = torch.nn.Parameter(base.weight.detach()[index].clone())  # (K, H)
+            slot = torch.full((base.num_embeddings,), -1, dtype=torch.long, device=base.weight.device)
+            slot[index] = torch.arange(len(ids), device=base.weight.device)
+            self.register_buffer("slot", slot, persistent=False)  # token id -> row of new_rows, or -1
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            out = super().forward(input_ids)  # (B, T, H) from the frozen weight
+            slot = self.slot[input_ids]  # (B, T)
+            return torch.where((slot >= 0).unsqueeze(-1), self.new_rows[slot.clamp(min=0)], out)
+
+        def merged(self) -> torch.nn.Embedding:
+            """A plain embedding holding the trained rows."""
+            weight = self.weight.detach().clone()
+            weight[self.slot >= 0] = self.new_rows.detach()[self.slot[self.slot >= 0]]
+            return torch.nn.Embedding(self.num_embeddings, self.embedding_dim, padding_idx=self.padding_idx,
+                                      _weight=weight)
+
+    return PartlyTrainableEmbedding
+
+
+def _train_new_rows(model: Any, ids: list[int]) -> None:
+    emb = model.get_input_embeddings()
+    if ids and not emb.weight.requires_grad:
+        model.set_input_embeddings(_embedding_class()(emb, ids))
+        log.info("%d new token embeddings train; the other %d rows stay frozen", len(ids), emb.num_embeddings - len(ids))
+
+
+def merge_new_rows(model: Any) -> Any:
+    """Put a `PartlyTrainableEmbedding`'s trained rows back into a plain embedding (no-op otherwise)."""
+    emb = model.get_input_embeddings()
+    if hasattr(emb, "new_rows") and hasattr(emb, "merged"):
+        model.set_input_embeddings(emb.merged())
+    return model
+
+
 def count_trainable(model: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     params = list(model.parameters())
@@ -82,6 +148,7 @@ def apply(model: Any, cfg: TrainConfig) -> Any:
             d = depth(name, n_layers)
             if cfg.method == "head_only" or (cfg.freeze_embeddings and d == 0) or 1 <= d <= cfg.freeze_layers:
                 p.requires_grad_(False)
+        _train_new_rows(model, new_token_ids(model))
     trainable, total = count_trainable(model)
     log.info("method %s: %d of %d parameters trainable (%.2f%%)", describe(cfg), trainable, total,
              100.0 * trainable / max(total, 1))
@@ -115,7 +182,8 @@ def _lora(model: Any, encoder: Any, cfg: TrainConfig) -> Any:
     head = [n for n, child in model.named_children() if child is not encoder and any(True for _ in child.parameters())]
     task_type = next((t for suffix, t in _PEFT_TASK_TYPES if type(model).__name__.endswith(suffix)), None)
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.lora_target_modules), modules_to_save=head or None, task_type=task_type)
+                      target_modules=list(cfg.lora_target_modules), modules_to_save=head or None, task_type=task_type,
+                      trainable_token_indices=new_token_ids(model) or None)  # added tokens: their rows train
     return get_peft_model(model, lcfg)
 
 
@@ -186,6 +254,7 @@ def save_model(trainer: Any, out: Path) -> None:
     merged model (``merge_and_unload``) to `out`, so the run loads like a fully fine-tuned one."""
     model = trainer.model
     if not is_peft(model):
+        trainer.model = merge_new_rows(model)
         trainer.save_model(str(out))
         return
     model.save_pretrained(str(out / ADAPTER_DIR))

@@ -7,15 +7,19 @@ BERT-family encoder on in-domain text, producing an encoder directory that every
 
 Text sources (files, or folders searched recursively): ``.txt`` one document per line;
 ``.tsv``/``.conll``/``.iob`` CoNLL sentences (tokens joined by spaces); ``.json`` SQuAD-style
-contexts or PubMedQA contexts; ``.csv`` the ``--text-column`` of every row. Documents are tokenized
+contexts or PubMedQA contexts; ``.csv`` the ``--text-column`` of every row; ``.xml``/``.zip``
+DDI-2013 documents (the release zip, every part), one document per sentence. Documents are tokenized
 with special tokens, concatenated and cut into ``max_length`` blocks (transformers' run_mlm recipe).
 
-``--exclude-card`` drops every document holding a sentence of that card's test split, and refuses a
-source that is the test file itself. The output's ``pretraining_manifest.json`` (source sha256s and
-hashes of every document/sentence used, see leakage.py) lets training and evaluation refuse any
-benchmark whose test text was pre-trained on. An encoder without an MLM head (the bundled MiniLM is
-a bare BertModel) gets one initialised here, its decoder tied to the input embeddings; the output's
-README.md says so.
+``--exclude-card`` drops every document holding a sentence of that card's test split, as the card's
+task reads the split (its examples' texts: PubMedQA contexts, the DDI test part, the held-out
+COVID-QA articles), and refuses a source that is the test file itself, unless that file also holds
+the training split (COVID-QA, the DDI zip: then only its test text is dropped). The output's
+``pretraining_manifest.json`` (source sha256s and hashes of every document/sentence used, see
+leakage.py) lets training and evaluation refuse any benchmark whose test text was pre-trained on.
+An encoder without an MLM head (the bundled MiniLM is a bare BertModel) gets one initialised here,
+its decoder tied to the input embeddings; the base checkpoint's pooler, which masked-LM models do
+not carry, is copied into the output so sequence-classification heads keep it. README.md says both.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from .config import TaskCard, load
 from .conll import read_conll
 from .errors import ClinicalFTError, InputError
 from .methods import step_timer
+from .relation_data import ddi_sentences
 
 log = logging.getLogger("clinical_ft.pretrain")
-SUFFIXES = (".txt", ".tsv", ".conll", ".iob", ".json", ".csv")
+SUFFIXES = (".txt", ".tsv", ".conll", ".iob", ".json", ".csv", ".xml", ".zip")
 
 
 def _read_file(path: Path, text_column: str) -> list[str]:
@@ -63,6 +68,8 @@ def _read_file(path: Path, text_column: str) -> list[str]:
         if text_column not in frame.columns:
             raise InputError(path, 1, f"a column named {text_column!r} (--text-column)", f"columns {list(frame.columns)}")
         return [t.strip() for t in frame[text_column] if t.strip()]
+    if suffix in (".xml", ".zip"):
+        return ddi_sentences(path)  # one document per sentence
     if suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and isinstance(data.get("data"), list):  # SQuAD v1
@@ -97,14 +104,20 @@ def read_sources(paths: list[str], text_column: str = "text") -> list[tuple[Path
 
 
 def _excluded(cards: list[str], data_dir: str | None) -> tuple[dict[str, str], set[str]]:
-    """sha256 -> card name of each test file, and the union of the test splits' unit hashes."""
+    """sha256 -> card name of each test file that holds no training text (refused as a source), and
+    the unit hashes of the test splits' examples as each card's task reads them (the texts that
+    engine.train checks, see leakage.example_texts)."""
+    from .benchmark import load_task
+
     shas: dict[str, str] = {}
     units: set[str] = set()
     for name in cards:
         card = load(TaskCard, resources.find(name, "tasks"))
-        _, sha, texts = leakage.split_fingerprint(card, "test", data_dir)
-        shas[sha] = card.name
-        units = units.union(*texts)
+        if not leakage.shared_with_train(card, "test"):
+            shas.update({leakage.file_sha256(f): card.name for f in leakage.split_files(card, "test", data_dir)})
+        examples = load_task(card.kind, card).load_split(card, "test", data_dir)
+        units.update(*(leakage.unit_hashes(t) for fields in leakage.example_texts(examples) for t in fields))
+        log.info("--exclude-card %s: %d test examples", card.name, len(examples))
     return shas, units
 
 
@@ -162,6 +175,25 @@ def load_mlm(encoder: str) -> tuple[Any, str]:
     return model, note
 
 
+def base_pooler(encoder: str, mlm: Any) -> tuple[Any | None, str]:
+    """The base checkpoint's pooler ([CLS] -> dense -> tanh), which masked-LM models drop, to be put
+    back into the saved encoder (MLM training neither uses nor changes it).
+
+    Returns:
+        (the pooler module or None, a sentence saying what happens to it, for the README).
+    """
+    from transformers import AutoModel
+
+    if not hasattr(getattr(mlm, mlm.base_model_prefix, None), "pooler"):
+        return None, f"{type(mlm).__name__} has no pooler (none is saved)."
+    base, info = encoders.load_model(AutoModel, encoder, output_loading_info=True)
+    pooler = getattr(base, "pooler", None)
+    if pooler is None or any("pooler" in k for k in info.get("missing_keys", [])):
+        return None, "The base checkpoint has no trained pooler; sequence-classification heads initialise theirs."
+    return pooler, ("The base checkpoint's pooler was copied unchanged into this encoder, so sequence-classification "
+                    "heads built on it keep the pretrained pooler.")
+
+
 def pretrain(encoder: str, texts: list[str], out: str | Path, *, max_steps: int = 500, max_length: int = 128,
              whole_word_masking: bool = False, mlm_probability: float = 0.15, batch_size: int = 16,
              learning_rate: float = 5e-5, warmup_ratio: float = 0.06, weight_decay: float = 0.01, seed: int = 42,
@@ -174,7 +206,7 @@ def pretrain(encoder: str, texts: list[str], out: str | Path, *, max_steps: int 
 
     Raises:
         ClinicalFTError: `out` exists (without `overwrite`), a source is an excluded card's test
-            file, no text is left, or the encoder cannot do MLM.
+            file (one that holds no training split), no text is left, or the encoder cannot do MLM.
     """
     import numpy as np
     import torch
@@ -227,6 +259,7 @@ def pretrain(encoder: str, texts: list[str], out: str | Path, *, max_steps: int 
         return mlm(examples)
 
     model, head_note = load_mlm(encoder)
+    pooler, pooler_note = base_pooler(encoder, model)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     args = TrainingArguments(
@@ -256,7 +289,10 @@ def pretrain(encoder: str, texts: list[str], out: str | Path, *, max_steps: int 
         "tokens_seen": trainer.state.global_step * batch_size * max_length, "train_runtime_s": wall,
         "seconds_per_step": timer.seconds / max(timer.steps, 1), "peak_memory_mb": engine.peak_memory_mb(),
         "heldout_mlm_loss_before": before, "heldout_mlm_loss_after": after, "mlm_head": head_note,
+        "pooler": pooler_note,
     }
+    if pooler is not None:  # saved as <prefix>.pooler.*, which AutoModel(ForSequenceClassification) loads
+        getattr(model, model.base_model_prefix).pooler = pooler.to(model.device)
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
@@ -283,6 +319,7 @@ def _write_readme(out: Path, m: dict[str, Any], sources: list[dict[str, Any]], e
         "(`python -m clinical_ft.pretrain`). Use it as `--encoder` of any clinical_ft task.",
         "",
         f"- **MLM head**: {m['mlm_head']}",
+        f"- **pooler**: {m['pooler']}",
         f"- steps {m['max_steps']}, batch {m['batch_size']}, max_length {m['max_length']}, "
         f"~{m['tokens_seen']} tokens seen, learning rate {m['learning_rate']}, "
         f"whole-word masking {m['whole_word_masking']}, mlm probability {m['mlm_probability']}, seed {m['seed']}",
@@ -333,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClinicalFTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in m.items() if k != "mlm_head"}, indent=2, default=float))
+    print(json.dumps({k: v for k, v in m.items() if k not in ("mlm_head", "pooler")}, indent=2, default=float))
     print(f"encoder written to {args.out}")
     return 0
 

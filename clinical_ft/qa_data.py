@@ -109,10 +109,14 @@ def read_squad(path: str | Path, *, require_answers: bool = True, factoid: bool 
     out: list[QAExample] = []
     moved, missing = [], []
     for ai, art in enumerate(doc["data"]):
-        for pi, par in enumerate(art.get("paragraphs", []) if isinstance(art, dict) else []):
+        if not isinstance(art, dict) or not isinstance(art.get("paragraphs"), list):
+            raise InputError(path, None, f'data[{ai}]: an article object with a "paragraphs" list', repr(art)[:60])
+        for pi, par in enumerate(art["paragraphs"]):
             ctx = par.get("context") if isinstance(par, dict) else None
             if not isinstance(ctx, str):
                 raise InputError(path, None, f'data[{ai}].paragraphs[{pi}].context: a string', repr(ctx)[:40])
+            if not isinstance(par.get("qas", []), list):
+                raise InputError(path, None, f'data[{ai}].paragraphs[{pi}].qas: a list', repr(par["qas"])[:40])
             for qi, qa in enumerate(par.get("qas", [])):
                 where = f"data[{ai}].paragraphs[{pi}].qas[{qi}]"
                 if not isinstance(qa, dict) or "id" not in qa or not isinstance(qa.get("question"), str):
@@ -154,8 +158,12 @@ def read_bioasq_golden(paths: list[Path]) -> dict[str, list[str]]:
         doc = _load_json(path)
         if not isinstance(doc, dict) or not isinstance(doc.get("questions"), list):
             raise InputError(path, None, 'BioASQ golden JSON: an object with a "questions" list', type(doc).__name__)
-        for q in doc["questions"]:
+        for qi, q in enumerate(doc["questions"]):
+            if not isinstance(q, dict):
+                raise InputError(path, None, f"questions[{qi}]: a question object", repr(q)[:60])
             if q.get("type") == "factoid":
+                if q.get("id") in (None, ""):
+                    raise InputError(path, None, f"questions[{qi}].id: the id of a factoid question", "none")
                 ans = q.get("exact_answer", [])
                 flat = [a for x in ans for a in (x if isinstance(x, list) else [x])]
                 gold[str(q["id"])] = [str(a).strip() for a in flat]
@@ -179,8 +187,11 @@ def read_yesno(path: str | Path, labels: dict[str, str] | None = None, require_l
     for key, item in doc.items():
         if not isinstance(item, dict) or not isinstance(item.get("QUESTION"), str):
             raise InputError(path, None, f"[{key!r}]: an object with QUESTION and CONTEXTS", repr(item)[:60])
-        ctx = item.get("CONTEXTS", "")
-        ctx = " ".join(ctx) if isinstance(ctx, list) else str(ctx)
+        ctx = item.get("CONTEXTS")
+        if not isinstance(ctx, str) and not (isinstance(ctx, list) and all(isinstance(c, str) for c in ctx)):
+            raise InputError(path, None, f"[{key!r}].CONTEXTS: a list of strings (or a string)",
+                             "none" if ctx is None else repr(ctx)[:60])
+        ctx = " ".join(ctx) if isinstance(ctx, list) else ctx
         label = (labels or {}).get(key, item.get("final_decision"))
         if label is None and require_labels:
             raise InputError(path, None, f"[{key!r}].final_decision: yes, no or maybe", "none")

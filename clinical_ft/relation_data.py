@@ -8,9 +8,15 @@ a crash):
 - pair naming an entity that does not exist, or whose offsets are unreadable/outside the sentence:
   the pair is skipped with a reason;
 - pair marked ``ddi="true"`` with no ``type``: skipped with a reason (its class is unknown);
+- pair without a ``ddi`` attribute, or with a value other than true/false: skipped with a reason
+  when labels are required (train/evaluate); unlabelled (label None) for predict;
 - discontinuous mention (``"12-20;30-35"``): treated as its full extent, first start to last end;
 - overlapping or nested arguments: entity markers are still inserted at the exact offsets
   (nested spans nest their markers); BioBERT masks replace the union with ``@DRUG-DRUG$``.
+
+Marker styles: ``entity_markers`` (``[E1] x [/E1]``), ``typed_markers`` (``[E1:drug] x [/E1:drug]``,
+one token pair per argument slot and declared entity type; a pair whose argument type was not
+declared falls back to the untyped markers, counted by the task) and ``mask`` (``@DRUG$``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,8 @@ from .errors import InputError
 log = logging.getLogger("clinical_ft.relation")
 
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
+MARKER_STYLES = ("entity_markers", "typed_markers", "mask")
+DDI_TYPES = ("drug", "brand", "group", "drug_n")  # entity types of DDI-2013
 MASK, OVERLAP_MASK = "@DRUG$", "@DRUG-DRUG$"
 # argument masks in tsv files: BLUE/BioBERT (@GENE$, @CHEM-GENE$...) and ChemProt BioBERT (BC6ENTC/G)
 TSV_MASK = re.compile(r"@[A-Z][A-Z-]*\$|BC6ENT[CG]")
@@ -50,6 +59,7 @@ class RelExample:
         args: character spans (exclusive ends) of the two arguments in an unmarked `text`
             (documents; marked at encoding time in the configured style), or None when `text`
             already carries masks (tsv).
+        types: entity types of the two arguments (documents), or None when unknown (tsv).
     """
 
     id: str
@@ -59,13 +69,20 @@ class RelExample:
     line: int | None
     doc_id: str
     args: tuple[tuple[int, int], tuple[int, int]] | None = None
+    types: tuple[str, str] | None = None
 
-    def marked(self, style: str) -> tuple[str, tuple[int, int]]:
+    def typed(self, known: Iterable[str]) -> bool:
+        """Whether both argument types are among `known` (typed markers exist for them)."""
+        return self.types is not None and set(self.types) <= set(known)
+
+    def marked(self, style: str, known_types: Iterable[str] = DDI_TYPES) -> tuple[str, tuple[int, int]]:
         """The text with both arguments marked, and where the two argument markers start
-        (-1 when a tsv sentence carries no recognisable mask)."""
+        (-1 when a tsv sentence carries no recognisable mask). ``typed_markers`` falls back to
+        untyped markers when an argument type is not in `known_types`."""
         if self.args is None:
             return self.text, _tsv_starts(self.text)
-        return mark(self.text, self.args[0], self.args[1], style)
+        types = self.types if style == "typed_markers" and self.typed(known_types) else None
+        return mark(self.text, self.args[0], self.args[1], style, types)
 
 
 @dataclass
@@ -75,6 +92,7 @@ class ReadReport:
     counts: Counter = field(default_factory=Counter)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (file, pair id, reason)
     first: dict[str, list[str]] = field(default_factory=dict)  # issue -> first few "file pair-id"
+    skipped_docs: list[str] = field(default_factory=list)  # document id of each skipped pair
 
     def note(self, issue: str, where: str, pair_id: str) -> None:
         self.counts[issue] += 1
@@ -82,9 +100,10 @@ class ReadReport:
         if len(self.first[issue]) < 3:
             self.first[issue].append(f"{where} {pair_id}")
 
-    def skip(self, reason: str, where: str, pair_id: str) -> None:
+    def skip(self, reason: str, where: str, pair_id: str, doc_id: str = "") -> None:
         self.note(reason, where, pair_id)
         self.skipped.append((where, pair_id, reason))
+        self.skipped_docs.append(doc_id)
 
     def lines(self) -> list[str]:
         return [f"{n} x {issue} (first: {', '.join(self.first[issue])})" for issue, n in sorted(self.counts.items())]
@@ -157,12 +176,21 @@ def _spans(offset: str | None, n: int) -> list[tuple[int, int]] | None:
     return spans if all(0 <= a < b <= n for a, b in spans) else None
 
 
-def mark(text: str, e1: tuple[int, int], e2: tuple[int, int], style: str) -> tuple[str, tuple[int, int]]:
+def typed_markers(types: Iterable[str]) -> list[str]:
+    """``[E1:t] [/E1:t] [E2:t] [/E2:t]`` for every entity type `t`, in a fixed order."""
+    return [f"[{c}E{k}:{t}]" for t in types for k in (1, 2) for c in ("", "/")]
+
+
+def mark(text: str, e1: tuple[int, int], e2: tuple[int, int], style: str,
+         types: tuple[str, str] | None = None) -> tuple[str, tuple[int, int]]:
     """Mark two argument spans (exclusive ends) in `text`.
 
     Args:
-        style: ``entity_markers`` (``[E1] x [/E1]``, nested/overlapping spans keep exact offsets) or
-            ``mask`` (each argument replaced by ``@DRUG$``; overlapping arguments by one ``@DRUG-DRUG$``).
+        style: ``entity_markers`` (``[E1] x [/E1]``, nested/overlapping spans keep exact offsets),
+            ``typed_markers`` (the same with the argument's type, ``[E1:drug] x [/E1:drug]``; untyped
+            when `types` is None) or ``mask`` (each argument replaced by ``@DRUG$``; overlapping
+            arguments by one ``@DRUG-DRUG$``).
+        types: entity types of the two arguments, used by ``typed_markers``.
 
     Returns:
         The marked text and the positions where the first and second argument markers start.
@@ -179,8 +207,9 @@ def mark(text: str, e1: tuple[int, int], e2: tuple[int, int], style: str) -> tup
     # outer), then opening markers (outer before inner), so nested spans nest their markers
     ins = []
     for k, (a, b) in ((1, e1), (2, e2)):
-        ins.append((a, 2, (a - b, k), k, f"[E{k}] "))
-        ins.append((b, 1, (b - a, -k), k, f" [/E{k}]"))
+        tag = f"E{k}:{types[k - 1]}" if style == "typed_markers" and types else f"E{k}"
+        ins.append((a, 2, (a - b, k), k, f"[{tag}] "))
+        ins.append((b, 1, (b - a, -k), k, f" [/{tag}]"))
     out, prev, starts = [], 0, [0, 0]
     length = 0
     for pos, rank, _, k, s in sorted(ins):
@@ -210,70 +239,108 @@ def _xml_sources(path: Path, split: str | None) -> list[tuple[str, bytes]]:
         return [(f"{path}!{n}", zf.read(n)) for n in names]
 
 
-def read_ddi(path: str | Path, split: str | None = None) -> tuple[list[RelExample], ReadReport]:
+def _documents(path: Path, split: str | None) -> Iterable[tuple[str, ET.Element]]:
+    for name, data in _xml_sources(path, split):
+        try:
+            yield name, ET.fromstring(data)
+        except ET.ParseError as exc:
+            raise InputError(name, exc.position[0], "a well-formed DDI XML document", str(exc)) from None
+
+
+def ddi_sentences(path: str | Path) -> list[str]:
+    """The sentence texts of DDI-2013-format XML documents (file, folder or zip; every part), in
+    document order: the pre-training reader of DDI sources (one document per sentence).
+
+    Raises:
+        InputError: a document that is not well-formed XML (file and line).
+    """
+    return [text for _, root in _documents(Path(path), None) for sent in root.iter("sentence")
+            if (text := (sent.get("text") or "").strip())]
+
+
+def read_ddi(path: str | Path, split: str | None = None,
+             require_labels: bool = True) -> tuple[list[RelExample], ReadReport]:
     """One example per candidate pair of DDI-2013-format XML documents (file, folder or zip).
 
-    Labels: the pair's ``type`` for ``ddi="true"``, ``false`` otherwise. See the module docstring
-    for what happens to bad pairs; every skipped pair is in the report with its reason.
+    Labels: the pair's ``type`` for ``ddi="true"``, ``false`` for ``ddi="false"``. See the module
+    docstring for what happens to bad pairs; every skipped pair is in the report with its reason.
+
+    Args:
+        path: an XML file, a folder of them, or a zip (the official release: only `split`'s part).
+        split: ``train`` or ``test`` part of the official release zip; None reads every document.
+        require_labels: skip pairs without a usable ``ddi`` attribute (train/evaluate); when False
+            (predict) such pairs are kept unlabelled.
 
     Raises:
         InputError: a document that is not well-formed XML (file and line).
     """
     path = Path(path)
     report, out = ReadReport(), []
-    for name, data in _xml_sources(path, split):
-        try:
-            root = ET.fromstring(data)
-        except ET.ParseError as exc:
-            raise InputError(name, exc.position[0], "a well-formed DDI XML document", str(exc)) from None
+    for name, root in _documents(path, split):
         short = name.rsplit("/", 1)[-1]
         doc_id = root.get("id") or short
         for sent in root.iter("sentence"):
             text = (sent.get("text") or "").rstrip("\r\n")
             ents: dict[str, list[tuple[int, int]] | None] = {}
+            kinds: dict[str, str] = {}
             for ent in sent.iter("entity"):
                 spans = _spans(ent.get("charOffset"), len(text))
                 ents[ent.get("id") or ""] = spans
+                kinds[ent.get("id") or ""] = (ent.get("type") or "").strip().lower()
                 if spans and len(spans) > 1:
                     report.note("discontinuous mention (marked by its full extent)", short, ent.get("id") or "?")
             for pair in sent.iter("pair"):
                 pid = pair.get("id") or f"{sent.get('id')}.p?"
                 e1, e2 = ents.get(pair.get("e1") or ""), ents.get(pair.get("e2") or "")
                 if pair.get("e1") not in ents or pair.get("e2") not in ents:
-                    report.skip("pair refers to a missing entity", short, pid)
+                    report.skip("pair refers to a missing entity", short, pid, doc_id)
                     continue
                 if e1 is None or e2 is None:
-                    report.skip("argument offsets unreadable or outside the sentence", short, pid)
+                    report.skip("argument offsets unreadable or outside the sentence", short, pid, doc_id)
                     continue
-                ddi = pair.get("ddi")
-                true = (ddi or "").lower() == "true"
-                if true and not pair.get("type"):
-                    report.skip('ddi="true" without a type', short, pid)
+                ddi = (pair.get("ddi") or "").strip().lower()
+                if ddi not in ("true", "false") and require_labels:
+                    report.skip('no ddi="true"/"false" attribute', short, pid, doc_id)
+                    continue
+                if ddi == "true" and not pair.get("type"):
+                    report.skip('ddi="true" without a type', short, pid, doc_id)
                     continue
                 s1, s2 = (e1[0][0], e1[-1][1]), (e2[0][0], e2[-1][1])
                 if s1[0] < s2[1] and s2[0] < s1[1]:
                     report.note("overlapping or nested arguments", short, pid)
-                label = None if ddi is None else pair.get("type", "").lower() if true else "false"
-                out.append(RelExample(pid, text, label, name, None, doc_id, (s1, s2)))
+                label = {"true": (pair.get("type") or "").lower(), "false": "false"}.get(ddi)
+                types = (kinds[pair.get("e1") or ""], kinds[pair.get("e2") or ""])
+                out.append(RelExample(pid, text, label, name, None, doc_id, (s1, s2), types))
     return out, report
 
 
-def add_markers(tokenizer: Any) -> None:
-    """Add [E1] [/E1] [E2] [/E2] as special tokens (no-op when already there, e.g. a saved run)."""
-    missing = [m for m in MARKERS if m not in tokenizer.get_vocab()]
+def add_markers(tokenizer: Any, style: str = "entity_markers", types: Iterable[str] = DDI_TYPES) -> list[int]:
+    """Add the marker tokens of `style` as special tokens: [E1] [/E1] [E2] [/E2], and for
+    ``typed_markers`` also the typed pair of every declared type in `types` (declared, not seen,
+    so that train and predict agree on the vocabulary). No-op for tokens already there (a saved run).
+
+    Returns:
+        The ids of the tokens added now (empty when all were there).
+    """
+    wanted = list(MARKERS) + (typed_markers(types) if style == "typed_markers" else [])
+    missing = [m for m in wanted if m not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
+    return tokenizer.convert_tokens_to_ids(missing)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_ddi_once(path: str, split: str | None, mtime: float) -> tuple[tuple[RelExample, ...], ReadReport]:
-    examples, report = read_ddi(path, split)
+def _read_ddi_once(path: str, split: str | None, mtime: float,
+                   require_labels: bool) -> tuple[tuple[RelExample, ...], ReadReport]:
+    examples, report = read_ddi(path, split, require_labels)
     for line in report.lines():  # once per file and part, though train and validation both read it
         log.warning("%s: %s", path, line)
     return tuple(examples), report
 
 
-def read_documents(path: str | Path, split: str | None = None) -> tuple[list[RelExample], ReadReport]:
-    """DDI-format documents (file, folder or zip) -> pairs; problems are logged with their locations."""
-    examples, report = _read_ddi_once(str(path), split, Path(path).stat().st_mtime)
+def read_documents(path: str | Path, split: str | None = None,
+                   require_labels: bool = True) -> tuple[list[RelExample], ReadReport]:
+    """DDI-format documents (file, folder or zip) -> pairs, via `read_ddi`. Problems are logged once
+    per file and part (the report, shared between calls, keeps them: treat it as read-only)."""
+    examples, report = _read_ddi_once(str(path), split, Path(path).stat().st_mtime, require_labels)
     return list(examples), report

@@ -84,3 +84,33 @@ def test_texts_are_taken_from_the_task_examples_not_only_the_test_file(tiny_enco
                       eval_strategy="no")
     with pytest.raises(ClinicalFTError, match="pre-trained on text of the test split of card"):
         engine.train(task, card, cfg, tmp_path / "run", data_dir="tests/fixtures/qa")
+
+
+def test_glob_splits_and_test_files_shared_with_train(tiny_encoder: str, tmp_path: Path) -> None:
+    """BioASQ's test split is a glob of batch files; COVID-QA's test articles live in the training file."""
+    from clinical_ft.qa import task_for
+
+    qa = "tests/fixtures/qa"
+    bioasq = load(TaskCard, f"{qa}/bioasq_mini.yaml")
+    batch = f"{qa}/bioasq_mini/test_batch1.json"
+    paths, shas, _ = leakage.split_fingerprint(bioasq, "test", qa)
+    assert paths == [Path(batch)] and shas == [leakage.file_sha256(batch)]
+    with pytest.raises(ClinicalFTError, match="which is the test file of card 'bioasq_mini'"):
+        leakage.check(bioasq, [_encoder_with_manifest(tiny_encoder, tmp_path / "a", [], [batch])], qa)
+    with pytest.raises(ClinicalFTError, match=r"no file matches .*test_batch\*\.json"):
+        leakage.check(bioasq, [tmp_path / "a" / "enc"], tmp_path)
+
+    covid = load(TaskCard, f"{qa}/covid_mini.yaml")
+    task = task_for(covid)
+    test = task.load_split(covid, "test", qa)
+    train = [e.context for e in task.load_split(covid, "train", qa)]
+    shared = f"{qa}/covid_mini/covid_mini.json"
+    enc = _encoder_with_manifest(tiny_encoder, tmp_path / "b", train, [shared])  # pre-trained on its train articles
+
+    def texts() -> list[list[str]]:
+        return leakage.example_texts(test)
+
+    leakage.check(covid, [enc], qa, texts_fn=texts)  # the shared file alone is no leak
+    leaked = _encoder_with_manifest(tiny_encoder, tmp_path / "c", train + [test[0].context], [shared])
+    with pytest.raises(ClinicalFTError, match="pre-trained on text of the test split of card 'covid_mini'"):
+        leakage.check(covid, [leaked], qa, texts_fn=texts)

@@ -160,3 +160,57 @@ def test_lora_run_resumes_from_its_checkpoint(tiny_encoder: str, tmp_path: Path)
     assert RecordStart.start == 1 and metrics["global_steps"] == 2
     assert json.loads((out / "metrics.json").read_text())["method"] == "lora"
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+REL_LABELS = ["false", "advise"]
+
+
+@pytest.mark.parametrize(("method", "extra"), [("head_only", {}), ("partial", {"freeze_embeddings": True}), ("lora", {})])
+def test_added_marker_rows_train_while_old_rows_stay(tiny_encoder: str, method: str, extra: dict) -> None:
+    from clinical_ft.encoders import load_tokenizer
+    from clinical_ft.relation import TASK as REL
+    from clinical_ft.relation_data import RelExample
+
+    cfg = TrainConfig(encoder=tiny_encoder, method=method, task_options={"marker": "typed_markers"}, **extra)
+    model = REL.build_model(tiny_encoder, REL_LABELS, cfg)
+    new = methods.new_token_ids(model)
+    before = model.get_input_embeddings().weight.detach().clone()
+    model = methods.apply(model, cfg)
+    ex = RelExample("p", "Milk may impair the absorption of EMCYT.", "advise", "f", None, "d", ((0, 4), (34, 39)),
+                    ("group", "brand"))
+    row = REL.encode(load_tokenizer(tiny_encoder), [ex], cfg, REL_LABELS).dataset[0]
+    batch = {k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask", "token_type_ids", "entity_positions", "labels")}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    model.train()
+    model(**batch).loss.backward()
+    opt.step()
+    final = model.merge_and_unload() if methods.is_peft(model) else methods.merge_new_rows(model)
+    after = final.get_input_embeddings().weight.detach()
+    assert type(final.get_input_embeddings()) is torch.nn.Embedding  # merged back: saves like any model
+    used = sorted(set(row["input_ids"]) & set(new))  # [E1:group] [/E1:group] [E2:brand] [/E2:brand]
+    assert len(used) == 4 and all(not torch.equal(after[i], before[i]) for i in used)
+    old = torch.ones(len(before), dtype=torch.bool)
+    old[new] = False
+    assert int(old.sum()) == len(before) - 20 and torch.equal(after[old], before[old])
+
+
+def test_head_only_relation_run_saves_plain_embeddings_with_trained_markers(tiny_encoder: str, tmp_path: Path) -> None:
+    from test_relation_data import zip_ddi
+    from transformers import set_seed
+
+    from clinical_ft.relation import TASK as REL
+
+    zip_ddi(tmp_path / "data" / "ddi_mini" / "DDICorpus-mini.zip")
+    card = load(TaskCard, "tests/fixtures/relation/ddi_mini.yaml")
+    cfg = _cfg(tiny_encoder, method="head_only", learning_rate=1e-2, task_options={"marker": "typed_markers"})
+    set_seed(cfg.seed)  # engine.train builds the model right after seeding: same initial marker rows
+    initial = REL.build_model(tiny_encoder, card.labels, cfg).get_input_embeddings().weight.detach().clone()
+    metrics = engine.train(REL, card, cfg, tmp_path / "run", data_dir=tmp_path / "data")
+    assert metrics["trainable_parameters"] == 20 * H + (2 * H * len(card.labels) + len(card.labels))
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert not any("new_rows" in k for k in saved)
+    emb = saved["encoder.embeddings.word_embeddings.weight"]
+    base = load_file(str(Path(tiny_encoder) / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    n = len(base)
+    assert emb.shape[0] == n + 20 and torch.equal(emb[:n], base) and torch.equal(initial[:n], base)
+    assert not torch.equal(emb[n:], initial[n:])  # the markers trained

@@ -40,6 +40,13 @@ def test_task_options_are_validated() -> None:
         options(TrainConfig(task_options={"pooling": "mean"}))
     with pytest.raises(ConfigError, match="markers: unknown key"):
         options(TrainConfig(task_options={"markers": "mask"}))
+    assert options(TrainConfig(task_options={"marker": "typed_markers"})).entity_types == ["drug", "brand", "group", "drug_n"]
+    with pytest.raises(ConfigError, match="entity_types: expected lower-case names.*'Drug X'"):
+        options(TrainConfig(task_options={"entity_types": ["drug", "Drug X"]}))
+    from clinical_ft.config import load
+
+    for shipped in ("configs/relation/minilm.yaml", "configs/relation/bert_base.yaml"):
+        assert options(load(TrainConfig, shipped)).entity_types == ["drug", "brand", "group", "drug_n"]
 
 
 def test_entity_start_head_round_trip(tiny_encoder: str, tmp_path: Path) -> None:
@@ -70,6 +77,26 @@ def test_entity_start_head_round_trip(tiny_encoder: str, tmp_path: Path) -> None
     assert again.config.id2label[4] == "mechanism"
 
 
+def test_typed_markers_pool_at_typed_starts_and_unknown_types_fall_back(
+        tiny_encoder: str, caplog: pytest.LogCaptureFixture) -> None:
+    from clinical_ft.encoders import load_tokenizer
+
+    cfg = TrainConfig(max_length=64, stride=8, task_options={"marker": "typed_markers"})
+    tok = load_tokenizer(tiny_encoder)
+    model = TASK.build_model(tiny_encoder, LABELS, cfg)
+    assert model.get_input_embeddings().num_embeddings == tok.vocab_size + 4 + 16  # untyped + 4 types x 4
+    text = "Milk may impair the absorption of EMCYT."
+    typed = RelExample("p", text, None, "f", None, "d", ((0, 4), (34, 39)), ("group", "brand"))
+    odd = RelExample("q", text, None, "f", None, "d", ((0, 4), (34, 39)), ("drug", "metabolite"))
+    enc = TASK.encode(tok, [typed, odd], cfg, LABELS)
+    starts = [tok.convert_ids_to_tokens([r["input_ids"][p] for p in r["entity_positions"]]) for r in enc.dataset]
+    assert starts == [["[E1:group]", "[E2:brand]"], ["[E1]", "[E2]"]]
+    assert "1 of 2 pairs have an entity type outside task_options.entity_types" in caplog.text
+    assert "pair q" in caplog.text and "metabolite" in caplog.text
+    with pytest.raises(InputError, match="a label on every pair.*pair p without one"):
+        TASK.encode(tok, [typed, RelExample("r", text, "false", "f", None, "d", ((0, 4), (34, 39)))], cfg, LABELS)
+
+
 def test_long_pair_gets_the_window_holding_both_markers(tiny_encoder: str) -> None:
     from clinical_ft.encoders import load_tokenizer
 
@@ -90,7 +117,8 @@ def test_ddi_train_evaluate_predict_cli(tiny_encoder: str, tmp_path: Path, capsy
     out = tmp_path / "run"
     rc = main(["train", "--card", "tests/fixtures/relation/ddi_mini.yaml", "--data-dir", str(tmp_path / "data"),
                "--out", str(out), "--encoder", tiny_encoder, "max_steps=2", "per_device_train_batch_size=4",
-               "max_length=64", "stride=8", "eval_strategy=steps", "eval_steps=1", "logging_steps=1"])
+               "max_length=64", "stride=8", "eval_strategy=steps", "eval_steps=1", "logging_steps=1",
+               "task_options.marker=typed_markers"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_steps"] == 2 and "f1" in metrics["validation"]
@@ -100,14 +128,25 @@ def test_ddi_train_evaluate_predict_cli(tiny_encoder: str, tmp_path: Path, capsy
     assert 0.0 <= ev["f1"] <= 1.0 and ev["artifacts"]["confusion_labels"] == LABELS
     assert sum(map(sum, ev["artifacts"]["confusion_matrix"])) == ev["examples"]
     assert (out / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"
+    assert ev["artifacts"]["skipped_pairs"] == 0 and ev["artifacts"]["skipped_by_reason"] == {}
+    skipped = {}  # the 5 bad training pairs are counted in the carved split of their document
+    for split in ("train", "validation"):
+        assert main(["evaluate", "--model", str(out), "--split", split, "--data-dir", str(tmp_path / "data")]) == 0
+        art = json.loads((out / f"eval_{split}.json").read_text())["artifacts"]
+        assert art["skipped_pairs"] == sum(art["skipped_by_reason"].values())
+        for reason, n in art["skipped_by_reason"].items():
+            skipped[reason] = skipped.get(reason, 0) + n
+    assert skipped == {"argument offsets unreadable or outside the sentence": 1, "pair refers to a missing entity": 1,
+                       'ddi="true" without a type': 1, 'no ddi="true"/"false" attribute': 2}
 
     pred = tmp_path / "pred.tsv"
     assert main(["predict", "--model", str(out), "--input", str(zpath), "--part", "train", "--out", str(pred)]) == 0
     rows = [r.split("\t") for r in pred.read_text().splitlines()[1:]]
     train_ex = TASK.load_split(engine.load_run(TASK, out).card, "train", tmp_path / "data")
     dev_ex = TASK.load_split(engine.load_run(TASK, out).card, "validation", tmp_path / "data")
-    assert len(rows) == len(train_ex) + len(dev_ex) + 3  # every pair: predicted, or skipped with a reason
-    assert {r[0] for r in rows if r[1]} == {e.id for e in train_ex + dev_ex}
+    unlabelled = {"DDI-DrugBank.d236.s29.p2", "DDI-DrugBank.d236.s29.p3"}  # predicted: labels are not needed
+    assert len(rows) == len(train_ex) + len(dev_ex) + 2 + 3  # every pair: predicted, or skipped with a reason
+    assert {r[0] for r in rows if r[1]} == {e.id for e in train_ex + dev_ex} | unlabelled
     notes = {r[0]: r[3] for r in rows if not r[1]}
     assert "without a type" in notes["DDI-DrugBank.d236.s29.p0"]
     assert all(r[1] in LABELS and 0.0 < float(r[2]) <= 1.0 for r in rows if r[1])

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from clinical_ft.errors import InputError
-from clinical_ft.relation_data import mark, read_ddi, read_tsv
+from clinical_ft.relation_data import (
+    DDI_TYPES,
+    RelExample,
+    add_markers,
+    ddi_sentences,
+    mark,
+    read_ddi,
+    read_tsv,
+)
 
 FIX = Path("tests/fixtures/relation")
 DDI = FIX / "ddi_mini"
@@ -60,13 +68,20 @@ def test_ddi_zip_reader_reports_every_bad_pair(tmp_path: Path) -> None:
         "DDI-DrugBank.d231.s7.p1": "pair refers to a missing entity",
         "DDI-DrugBank.d236.s29.p0": 'ddi="true" without a type',
         "DDI-DrugBank.d236.s29.p1": "argument offsets unreadable or outside the sentence",
+        "DDI-DrugBank.d236.s29.p2": 'no ddi="true"/"false" attribute',
+        "DDI-DrugBank.d236.s29.p3": 'no ddi="true"/"false" attribute',
     }
-    assert len(examples) == n_pairs - 3  # nothing else dropped
+    assert report.first['no ddi="true"/"false" attribute'] == ["EdgeCases_ddi.xml DDI-DrugBank.d236.s29.p2",
+                                                              "EdgeCases_ddi.xml DDI-DrugBank.d236.s29.p3"]
+    assert report.skipped_docs == ["DDI-DrugBank.d231"] * 5  # the hand-made document's id
+    assert len(examples) == n_pairs - 5  # nothing else dropped
+    assert all(e.label is not None for e in examples)
     assert report.counts["discontinuous mention (marked by its full extent)"] == 1
     assert report.first["overlapping or nested arguments"] == ["EdgeCases_ddi.xml DDI-DrugBank.d231.s7.p0"]
     assert any("missing entity" in line and "d231.s7.p1" in line for line in report.lines())
     nested = next(e for e in examples if e.id == "DDI-DrugBank.d231.s7.p0")
-    assert nested.label == "false" and nested.args == ((25, 75), (39, 75))
+    assert nested.label == "false" and nested.args == ((25, 75), (39, 75)) and nested.types == ("group", "group")
+    assert {t for e in examples for t in e.types} == set(DDI_TYPES)  # drug, brand, group, drug_n
     labels = {e.label for e in examples}
     assert labels <= {"false", "advise", "effect", "int", "mechanism"} and "int" in labels
     assert all(e.doc_id.startswith("DDI-DrugBank.d") and "\r" not in e.text for e in examples)
@@ -75,6 +90,43 @@ def test_ddi_zip_reader_reports_every_bad_pair(tmp_path: Path) -> None:
     test_files = sorted((DDI / "DDICorpus/Test").rglob("*.xml"))
     assert len(test) == sum(len(re.findall(r"<pair ", p.read_text())) for p in test_files)
     assert {e.doc_id for e in test}.isdisjoint({e.doc_id for e in examples})
+
+
+def test_unlabelled_documents_keep_their_pairs_for_predict(tmp_path: Path) -> None:
+    examples, report = read_ddi(zip_ddi(tmp_path / "c.zip"), "train", require_labels=False)
+    unlabelled = {e.id: e.label for e in examples if e.label is None}
+    assert unlabelled == {"DDI-DrugBank.d236.s29.p2": None, "DDI-DrugBank.d236.s29.p3": None}
+    assert len(report.skipped) == 3
+
+
+def test_typed_markers_and_their_tokens(tiny_encoder: str) -> None:
+    from transformers import AutoTokenizer
+
+    text = "Milk may impair the absorption of EMCYT."
+    ex = RelExample("p", text, "mechanism", "f", None, "d", ((0, 4), (34, 39)), ("group", "brand"))
+    out, (s1, s2) = ex.marked("typed_markers")
+    assert out == "[E1:group] Milk [/E1:group] may impair the absorption of [E2:brand] EMCYT [/E2:brand]."
+    assert out[s1:].startswith("[E1:group]") and out[s2:].startswith("[E2:brand]")
+    assert ex.marked("entity_markers")[0] == "[E1] Milk [/E1] may impair the absorption of [E2] EMCYT [/E2]."
+    # an undeclared type falls back to the untyped markers
+    assert ex.marked("typed_markers", known_types=["drug", "group"])[0] == ex.marked("entity_markers")[0]
+    out, _ = mark("a drug b", (2, 6), (2, 6), "typed_markers", ("drug", "drug_n"))
+    assert out == "a [E1:drug] [E2:drug_n] drug [/E2:drug_n] [/E1:drug] b"
+
+    tok = AutoTokenizer.from_pretrained(tiny_encoder)
+    n = len(tok)
+    added = add_markers(tok, "typed_markers")
+    assert len(added) == 4 + 4 * len(DDI_TYPES) and added == list(range(n, n + len(added)))
+    assert add_markers(tok, "typed_markers") == []  # idempotent (a saved run's tokenizer)
+    pieces = tok.tokenize(ex.marked("typed_markers")[0])
+    assert pieces[0] == "[E1:group]" and "[/E2:brand]" in pieces  # one token each, case kept
+
+
+def test_ddi_sentences_read_every_part_for_pretraining(tmp_path: Path) -> None:
+    sents = ddi_sentences(zip_ddi(tmp_path / "c.zip"))
+    n = sum(len(re.findall(r"<sentence ", p.read_text())) for p in DDI.rglob("*.xml"))
+    assert len(sents) == n and all(s == s.strip() and s for s in sents)
+    assert "Potentiation occurs with ganglionic or peripheral adrenergic blocking drugs." in sents
 
 
 def test_ddi_folder_and_file_inputs_and_malformed_xml(tmp_path: Path) -> None:
