@@ -1,5 +1,5 @@
 """Question answering: extractive spans (SQuAD v1 JSON; BioASQ factoid) and yes/no/maybe
-classification (PubMedQA). Run as ``python -m clinical_ft.qa train|evaluate|predict``; the card's
+classification (PubMedQA). Run as ``python -m clinical_ft.qa train|evaluate|predict|explain``; the card's
 ``data.format`` picks the head: ``squad``/``bioasq`` extractive, ``pubmedqa`` yes/no/maybe."""
 
 from __future__ import annotations
@@ -235,13 +235,17 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--context", help="the context text for --question")
     pr.add_argument("--context-file", help="UTF-8 file holding the context for --question")
     pr.add_argument("--out", help="JSON lines output (default: stdout)")
+    from .interpret import cli as interpret_cli
+
+    ex = sub.add_parser("explain", help="HTML report: the best answer span, word attributions and attention")
+    interpret_cli.add_qa_explain_args(ex)
     args = p.parse_args(argv)
     try:
         task = _pick(args)
     except ClinicalFTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return taskcli.run(task, p, argv, {"predict": _predict_cmd})
+    return taskcli.run(task, p, argv, {"predict": _predict_cmd, "explain": interpret_cli.qa_explain_cmd})
 
 
 if __name__ == "__main__":

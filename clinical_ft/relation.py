@@ -1,10 +1,13 @@
 """Relation extraction: one candidate pair per example, arguments marked (typed markers or BioBERT
 masks), [CLS] or entity-start pooling, micro-P/R/F1 over the positive classes.
-Run as ``python -m clinical_ft.relation train|evaluate|predict``.
+Run as ``python -m clinical_ft.relation train|evaluate|predict|explain``.
 
 Task options (``task_options`` in the config, or ``task_options.pooling=cls`` on the command line):
-``marker`` entity_markers | mask (how document pairs are marked; tsv text comes masked already),
-``pooling`` entity_start | cls.
+``marker`` entity_markers | typed_markers | mask (how document pairs are marked: ``[E1] x [/E1]``,
+``[E1:drug] x [/E1:drug]`` or ``@DRUG$``; tsv text comes masked already), ``entity_types`` the types
+that get typed markers (declared up front so train and predict share one vocabulary; a pair with
+another type is marked untyped and counted in a warning), ``pooling`` entity_start | cls.
+Pairs skipped while reading (see relation_data.py) are counted by reason in ``eval_<split>.json``.
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import dataclasses
 import json
 import logging
 import random
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from . import encoders, engine, taskcli
+from . import encoders, engine, methods, taskcli
 from .chunking import centrality, tokenize_windows
 from .config import TaskCard, TrainConfig, from_dict
 from .data import carve, split_path
-from .errors import ClinicalFTError, InputError
-from .relation_data import RelExample, add_markers, read_documents, read_tsv
+from .errors import ClinicalFTError, ConfigError, InputError
+from .relation_data import DDI_TYPES, RelExample, add_markers, read_documents, read_tsv
 from .taskapi import Encoded
 
 log = logging.getLogger("clinical_ft.relation")
@@ -36,8 +41,9 @@ DOC_FORMATS = ("ddi_xml",)
 class RelationOptions:
     """Validated `TrainConfig.task_options` of the relation task."""
 
-    marker: Literal["entity_markers", "mask"] = "entity_markers"
+    marker: Literal["entity_markers", "typed_markers", "mask"] = "entity_markers"
     pooling: Literal["entity_start", "cls"] = "entity_start"
+    entity_types: list[str] = field(default_factory=lambda: list(DDI_TYPES))
 
 
 def options(cfg: TrainConfig) -> RelationOptions:
@@ -46,7 +52,12 @@ def options(cfg: TrainConfig) -> RelationOptions:
     Raises:
         ConfigError: unknown keys or values in `task_options`, all listed together.
     """
-    return from_dict(RelationOptions, cfg.task_options, "task_options (relation)")
+    opts = from_dict(RelationOptions, cfg.task_options, "task_options (relation)")
+    bad = [t for t in opts.entity_types if not re.fullmatch(r"[a-z0-9_]+", t)]
+    if bad or not opts.entity_types:
+        raise ConfigError("task_options (relation)", [f"entity_types: expected lower-case names such as "
+                                                      f"{list(DDI_TYPES)}, found {bad or 'an empty list'}"])
+    return opts
 
 
 def positive_labels(labels: list[str]) -> list[str]:
@@ -63,23 +74,34 @@ class RelationTask:
     kind = "relation"
     metric_for_best_model = "f1"
 
-    def _read(self, card: TaskCard, split: str, path: Path) -> list[RelExample]:
+    def __init__(self) -> None:
+        self.skipped: dict[str, Counter] = {}  # split -> skipped pairs by reason, of its last load_split
+
+    def _read(self, card: TaskCard, split: str, path: Path) -> tuple[list[RelExample], list[tuple[str, str]]]:
+        """Pairs, and (reason, document id) of every pair skipped while reading."""
         if card.data.format in DOC_FORMATS:
-            return read_documents(path, split)[0]
+            examples, report = read_documents(path, split)
+            return examples, [(r, d) for (_, _, r), d in zip(report.skipped, report.skipped_docs)]
         if card.data.format != "tsv":
             raise ClinicalFTError(f"card {card.name!r}: data.format {card.data.format!r} is not one of tsv, ddi_xml")
-        return read_tsv(path)
+        return read_tsv(path), []
 
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[RelExample]:
-        """Pairs of one split. A dev split is carved from train by document (tsv: by row). Training
-        pairs come in a seeded random order, so `max_train_examples` takes a random sample of pairs."""
+        """Pairs of one split. A dev split is carved from train by document (tsv: by row); pairs skipped
+        while reading count towards the split of their document (train when no pair of it is left).
+        Training pairs come in a seeded random order, so `max_train_examples` takes a random sample."""
         path = split_path(card, split, data_dir)
         carved = card.data.dev_fraction is not None and "validation" not in card.data.files
         if path is None or (split == "train" and carved):
-            train = self._read(card, "train", split_path(card, "train", data_dir))
-            examples = carve(train, card.data.dev_fraction or 0.1, card.data.split_seed, split, group=lambda e: e.doc_id)
+            train, skips = self._read(card, "train", split_path(card, "train", data_dir))
+            cut = {s: carve(train, card.data.dev_fraction or 0.1, card.data.split_seed, s, group=lambda e: e.doc_id)
+                   for s in ("train", "validation")}
+            dev_docs = {e.doc_id for e in cut["validation"]}
+            examples = cut["validation" if split == "validation" else "train"]
+            skips = [(r, d) for r, d in skips if (d in dev_docs) == (split == "validation")]
         else:
-            examples = self._read(card, split, path)
+            examples, skips = self._read(card, split, path)
+        self.skipped[split] = Counter(r for r, _ in skips)
         if split == "train":
             random.Random(card.data.split_seed).shuffle(examples)
         return examples
@@ -114,11 +136,12 @@ class RelationTask:
             for k, v in head.items():
                 setattr(base.config, k, v)
             model = EntityStartClassifier(base.config, encoder=base)
-        if opts.marker == "entity_markers":
+        if opts.marker != "mask":
             tok = encoders.load_tokenizer(encoder)
-            add_markers(tok)
+            added = add_markers(tok, opts.marker, opts.entity_types)
             if model.get_input_embeddings().num_embeddings < len(tok):
                 model.resize_token_embeddings(len(tok))
+            methods.mark_new_tokens(model, added)  # their rows train under every method
         return model
 
     def encode(self, tokenizer: Any, examples: list[RelExample], cfg: TrainConfig, labels: list[str]) -> Encoded:
@@ -128,9 +151,14 @@ class RelationTask:
         from datasets import Dataset
 
         opts = options(cfg)
-        if opts.marker == "entity_markers":
-            add_markers(tokenizer)
-        marked = [e.marked(opts.marker) for e in examples]
+        if opts.marker != "mask":
+            add_markers(tokenizer, opts.marker, opts.entity_types)
+        marked = [e.marked(opts.marker, opts.entity_types) for e in examples]
+        untyped = [e for e in examples if e.args is not None and not e.typed(opts.entity_types)]
+        if untyped and opts.marker == "typed_markers":
+            log.warning("%d of %d pairs have an entity type outside task_options.entity_types %s (first: pair %s, "
+                        "types %s); marked with untyped [E1]/[E2]", len(untyped), len(examples), opts.entity_types,
+                        untyped[0].id, untyped[0].types)
         windows = tokenize_windows(tokenizer, [t for t, _ in marked], max_length=cfg.max_length, stride=cfg.stride,
                                    doc_ids=[e.id for e in examples])
         best: dict[int, tuple[int, int]] = {}  # example -> (markers found, their least centrality)
@@ -145,6 +173,10 @@ class RelationTask:
                 chosen[win.doc_index] = (win, pos)
         label2id = {t: i for i, t in enumerate(labels)}
         with_labels = bool(examples) and all(e.label is not None for e in examples)
+        unlabelled = next((e for e in examples if e.label is None), None)
+        if unlabelled is not None and any(e.label is not None for e in examples):
+            raise InputError(unlabelled.source, unlabelled.line, "a label on every pair (or on none, for predict)",
+                             f"pair {unlabelled.id} without one")
         cols: dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": [], "length": []}
         if opts.pooling == "entity_start":
             cols["entity_positions"] = []
@@ -201,7 +233,8 @@ class RelationTask:
 
     def write_artifacts(self, run_dir: Path, split: str, examples: list[RelExample], predictions: list[Any],
                         labels: list[str]) -> dict[str, Any]:
-        """Confusion matrix (counts, rows = gold) as ``confusion_<split>.png`` in the run directory."""
+        """Confusion matrix (counts, rows = gold) as ``confusion_<split>.png`` in the run directory, and
+        the pairs of the split skipped while reading, by reason (they are not in the scores)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -219,7 +252,9 @@ class RelationTask:
         fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
         tmp.replace(png)
-        return {"confusion_matrix_png": png.name, "confusion_labels": labels, "confusion_matrix": cm.tolist()}
+        skipped = self.skipped.get(split, Counter())
+        return {"confusion_matrix_png": png.name, "confusion_labels": labels, "confusion_matrix": cm.tolist(),
+                "skipped_pairs": sum(skipped.values()), "skipped_by_reason": dict(sorted(skipped.items()))}
 
 
 TASK = RelationTask()
@@ -243,7 +278,7 @@ def _predict_cmd(task: RelationTask, args: Any) -> int:
     if inp.is_file() and inp.suffix in (".tsv", ".txt", ".csv"):
         examples = read_tsv(inp, require_labels=False)
     else:
-        examples, report = read_documents(inp, args.part)
+        examples, report = read_documents(inp, args.part, require_labels=False)
         skipped = report.skipped
     preds = predict(run, examples)
     tmp = Path(args.out + ".tmp")
@@ -259,14 +294,18 @@ def _predict_cmd(task: RelationTask, args: Any) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: train, evaluate (also writes confusion_<split>.png), predict."""
+    """Command line: train, evaluate (also writes confusion_<split>.png), predict, explain (HTML report)."""
     p, sub = taskcli.parser("python -m clinical_ft.relation", __doc__ or "")
     pr = sub.add_parser("predict", help="classify the pairs of a tsv file or of DDI-format XML documents")
     pr.add_argument("--model", required=True, help="run directory written by train")
     pr.add_argument("--input", required=True, help="tsv ([index<TAB>]sentence[<TAB>label]) or DDI XML file/folder/zip")
     pr.add_argument("--out", required=True, help="tsv output: id, label, probability, note (one row per pair)")
     pr.add_argument("--part", choices=["train", "test"], help="official DDI zip only: which part to read (default all)")
-    return taskcli.run(TASK, p, argv, {"predict": _predict_cmd})
+    from .interpret import cli as interpret_cli
+
+    ex = sub.add_parser("explain", help="HTML report: predicted label, word attributions and attention of marked pairs")
+    interpret_cli.add_relation_explain_args(ex)
+    return taskcli.run(TASK, p, argv, {"predict": _predict_cmd, "explain": interpret_cli.relation_explain_cmd})
 
 
 if __name__ == "__main__":

@@ -220,3 +220,76 @@ def test_run_report_opens_offline_without_errors(browser: str, tmp_path: Path) -
                                                "document.querySelectorAll('img').length", tmp_path / "profile")
     assert errors == [] and value == 1
     assert [u for u in requests if u != out.resolve().as_uri() and not u.startswith("data:")] == []
+
+
+def _relation_and_qa_reports(tmp_path: Path, tiny_encoder: str) -> list[Path]:
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from clinical_ft import encoders, relation
+    from clinical_ft.config import DataSpec, TaskCard, TrainConfig
+    from clinical_ft.engine import Run
+    from clinical_ft.interpret import explain_qa, explain_relation
+    from clinical_ft.qa_data import QAExample
+    from clinical_ft.relation_data import add_markers
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(max_length=32, stride=8)
+    labels = ["false", "mechanism", "effect"]
+    tok = encoders.load_tokenizer(tiny_encoder)
+    add_markers(tok)
+    card = TaskCard(name="ddi_mini", version=1, kind="relation", data=DataSpec(format="tsv"), metric="f1")
+    rel = Run(tmp_path, card, cfg, labels, relation.TASK.build_model(tiny_encoder, labels, cfg), tok)
+    pairs = [("p1", "Milk and [E1] calcium [/E1] may impair the absorption of [E2] EMCYT [/E2] <script>x</script>."),
+             ("p2", "@DRUG$ increases the levels of @DRUG$.")]
+    out = [explain_relation(rel, pairs, tmp_path / "relation.html", n_steps=8)]
+    card = TaskCard(name="squad_mini", version=1, kind="qa", data=DataSpec(format="squad"), metric="f1")
+    qa = Run(tmp_path, card, TrainConfig(max_length=40, stride=8), [],
+             encoders.load_model(AutoModelForQuestionAnswering, tiny_encoder), encoders.load_tokenizer(tiny_encoder))
+    context = ("SYNTHETIC. Milk and calcium-rich foods may impair the absorption of EMCYT. "
+               + "Filler sentence about nothing. " * 6 + "Take it with water.")
+    out.append(explain_qa(qa, [QAExample("q1", "What may impair the absorption of EMCYT?", context, None)],
+                          tmp_path / "qa.html", n_steps=8))
+    return out
+
+
+def test_relation_and_qa_reports_open_offline_without_errors(browser: str, tiny_encoder: str, tmp_path: Path) -> None:
+    shots = Path(os.environ.get("CLINICAL_FT_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    for html, docs in zip(_relation_and_qa_reports(tmp_path, tiny_encoder), (2, 1)):
+        shot = shots / f"{html.stem}_screenshot.png"
+        value, errors, requests = open_in_chromium(html, shot, CHECK, tmp_path / f"profile_{html.stem}")
+        assert errors == [], html.name
+        assert [u for u in requests if u != html.resolve().as_uri() and not u.startswith("data:")] == []
+        assert value["docs"] == docs and value["ready"] == docs, value
+        assert all(n > 0 for n in value["coloured"]) and all(n > 0 for n in value["inked"]), value
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
+
+
+def test_run_report_with_example_explanations_opens_offline(browser: str, tiny_encoder: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+
+    from transformers import AutoModelForSequenceClassification
+
+    from clinical_ft import cli, encoders, engine
+    from clinical_ft.config import TaskCard, TrainConfig, load
+
+    fix = Path(__file__).parent / "fixtures"
+    run = tmp_path / "run"
+    card = load(TaskCard, fix / "readmission" / "notes_mini.yaml")
+    encoders.load_model(AutoModelForSequenceClassification, tiny_encoder, num_labels=2).save_pretrained(run)
+    encoders.load_tokenizer(tiny_encoder).save_pretrained(run)
+    engine._save_run_file(run, card, TrainConfig(max_length=48, stride=12), list(card.labels))
+    with (fix / "readmission" / "notes_mini" / "test.csv").open(encoding="utf-8", newline="") as fh:
+        ids = [r["admission_id"] for r in csv.DictReader(fh)]
+    (run / "predictions_test.csv").write_text(
+        "admission_id,label,risk,n_chunks\n" + "".join(f"{i},0,{k / len(ids):.3f},1\n" for k, i in enumerate(ids)))
+    (run / "notes_report.html").write_text("<!DOCTYPE html><title>x</title>", encoding="utf-8")
+    monkeypatch.setenv("CLINICAL_FT_DATA", str(fix))
+    out = tmp_path / "run_report.html"
+    assert cli.main(["report", "--run", str(run), "--out", str(out)]) == 0
+    value, errors, requests = open_in_chromium(out, tmp_path / "run_report_examples.png", CHECK, tmp_path / "profile")
+    assert errors == []
+    assert [u for u in requests if u != out.resolve().as_uri() and not u.startswith("data:")] == []
+    assert value["docs"] == 2 and value["ready"] == 2 and all(n > 0 for n in value["coloured"]), value

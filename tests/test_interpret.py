@@ -226,3 +226,267 @@ def test_read_lines_reports_bad_bytes_by_line(tmp_path: Path) -> None:
     p.write_bytes(b"a\n\xc3(\n")
     with pytest.raises(InputError, match="line 2"):
         read_lines(p)
+
+
+# --- relation and extractive QA -------------------------------------------------------------------
+
+REL_TEXT = "Milk and [E1] calcium [/E1] may impair the absorption of [E2] EMCYT [/E2] <b>tablets</b>."
+REL_LABELS = ["false", "mechanism", "effect"]
+
+
+def _relation_run_dir(tiny_encoder: str, out: Path, **options: str) -> Path:
+    import torch
+
+    from clinical_ft import relation
+    from clinical_ft.relation_data import add_markers
+
+    cfg = TrainConfig(max_length=32, stride=8, task_options=options)
+    torch.manual_seed(1)
+    model = relation.TASK.build_model(tiny_encoder, REL_LABELS, cfg)
+    tok = encoders.load_tokenizer(tiny_encoder)
+    add_markers(tok)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    card = TaskCard(name="ddi_mini", version=1, kind="relation", data=DataSpec(format="tsv", files={"test": "t.tsv"}),
+                    metric="f1")
+    engine._save_run_file(out, card, cfg, REL_LABELS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def rel_dir(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _relation_run_dir(tiny_encoder, tmp_path_factory.mktemp("rel_run"), pooling="entity_start",
+                             marker="entity_markers")
+
+
+@pytest.fixture(scope="module")
+def qa_dir(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    out = tmp_path_factory.mktemp("qa_run")
+    torch.manual_seed(2)
+    encoders.load_model(AutoModelForQuestionAnswering, tiny_encoder).save_pretrained(out)
+    encoders.load_tokenizer(tiny_encoder).save_pretrained(out)
+    card = TaskCard(name="squad_mini", version=1, kind="qa", data=DataSpec(format="squad", files={"test": "t.json"}),
+                    metric="f1")
+    engine._save_run_file(out, card, TrainConfig(max_length=40, stride=8), [])
+    return out
+
+
+def _data(html: str) -> list[dict]:
+    return [json.loads(m) for m in re.findall(r'<script type="application/json" class="data">(.*?)</script>', html)]
+
+
+def _shown(html: str) -> list[list[tuple[str, bool]]]:
+    """Per document, the shown text as (piece, inside an outlined span) pairs, unescaped."""
+    out = []
+    for div in re.findall(r'<div class="text">(.*?)</div>', html, flags=re.S):
+        pieces, marked = [], False
+        for part in re.split(r'(<span class="t"[^>]*>|</span>)', div):
+            if part.startswith("<span"):
+                marked = "data-mark" in part
+            elif part == "</span>":
+                marked = False
+            elif part:
+                pieces.append((html_lib.unescape(part), marked))
+        out.append(pieces)
+    return out
+
+
+def _self_contained(html: str) -> None:
+    assert not re.search(r"(src|href)=\"(?!data:)", html) and "http://" not in html and "https://" not in html
+    assert "<link" not in html and "<script src" not in html
+
+
+def test_extra_inputs_reach_the_entity_start_head(rel_dir: Path) -> None:
+    """IG and the attention forward pass entity_positions through: they explain the pair's
+    entity-start representation, not a [CLS]-pooled one, and IG stays complete."""
+    import torch
+
+    from clinical_ft import relation
+    from clinical_ft.interpret.relation_explain import pair_example
+
+    run = engine.load_run(relation.TASK, rel_dir)
+    model, tok = run.model.eval(), run.tokenizer
+    row = relation.TASK.encode(tok, [pair_example("p", REL_TEXT)], run.cfg, run.labels).dataset[0]
+    ids, pos = row["input_ids"], torch.tensor([row["entity_positions"]])
+    assert tok.convert_ids_to_tokens([ids[p] for p in row["entity_positions"]]) == ["[E1]", "[E2]"]
+    seen: list = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw.get("entity_positions")), with_kwargs=True)
+    sel = attribution.class_log_odds(1)
+    try:
+        a = attribution.integrated_gradients(model, tok, ids, sel, extra_inputs={"entity_positions": pos}, n_steps=40)
+    finally:
+        hook.remove()
+    assert len(seen) >= 4 and all(s is not None and s.shape[1] == 2 and bool((s == pos).all()) for s in seen)
+
+    def f(x: list[int], **kw) -> float:
+        t = torch.tensor([x])
+        with torch.no_grad():
+            return float(sel(model(input_ids=t, attention_mask=torch.ones_like(t), **kw))[0])
+
+    diff = f(ids, entity_positions=pos) - f(attribution.baseline_ids(ids, tok), entity_positions=pos)
+    assert a.value == pytest.approx(f(ids, entity_positions=pos), abs=1e-5)
+    assert abs(a.scores.sum() - diff) <= abs(a.delta) + 1e-5 and abs(a.delta) <= 0.05 * abs(diff) + 1e-4
+    cls = attribution.integrated_gradients(model, tok, ids, sel, n_steps=40)  # entity_positions defaults to [CLS]
+    assert cls.value == pytest.approx(f(ids), abs=1e-5) and cls.value != pytest.approx(a.value, abs=1e-4)
+    assert not np.allclose(cls.scores, a.scores, atol=1e-6)
+    out, _ = attention.forward_with_attentions(model, ids, extra_inputs={"entity_positions": pos})
+    with torch.no_grad():
+        direct = model(input_ids=torch.tensor([ids]), entity_positions=pos).logits
+    assert torch.allclose(out.logits, direct, atol=1e-5)
+    with pytest.raises(ValueError, match="batch axis"):
+        attribution.integrated_gradients(model, tok, ids, sel, extra_inputs={"entity_positions": pos[0]})
+
+
+def test_parse_markers() -> None:
+    from clinical_ft.errors import ClinicalFTError
+    from clinical_ft.interpret.relation_explain import pair_example, parse_markers
+
+    assert parse_markers("Milk [E1] may [/E1] and [E2:drug] EMCYT [/E2:drug].") == (
+        "Milk may and EMCYT.", ((5, 8), (13, 18)), None)
+    assert parse_markers("[E1:drug]A[/E1:drug] [E2:brand]B[/E2:brand]")[2] == ("drug", "brand")
+    assert parse_markers("no markers, @DRUG$ and @DRUG$") is None
+    typed = "[E1:drug] A [/E1:drug] with [E2:brand] B [/E2:brand]."
+    assert pair_example("p", typed).marked("typed_markers", ["drug", "brand"])[0] == typed  # re-marked identically
+    assert pair_example("p", typed).marked("mask")[0] == "@DRUG$ with @DRUG$."
+    for bad in ("[E1] a [/E1] only one", "[E1] a [/E1] [E2] b", "[E1][/E1] [E2] b [/E2]", "[/E1] a [E2] b [/E2]"):
+        with pytest.raises(ClinicalFTError):
+            parse_markers(bad)
+
+
+def test_relation_explain_cli(rel_dir: Path, tiny_encoder: str, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    from clinical_ft import relation
+    from clinical_ft.interpret.relation_explain import pair_example
+
+    out = tmp_path / "rel.html"
+    assert relation.main(["explain", "--model", str(rel_dir), "--text", REL_TEXT, "--out", str(out),
+                          "--n-steps", "8"]) == 0
+    html = out.read_text(encoding="utf-8")
+    _self_contained(html)
+    run = engine.load_run(relation.TASK, rel_dir)
+    ex = pair_example("text", REL_TEXT)
+    label, prob = relation.predict(run, [ex])[0]
+    m = re.search(r"Predicted: (\w+), probability ([0-9]+\.[0-9]+)", html)
+    assert m and m.group(1) == label and float(m.group(2)) == pytest.approx(prob, abs=1e-4)
+    assert "".join(p for p, _ in _shown(html)[0]) == ex.marked("entity_markers")[0]
+    assert re.search(r'<span class="t"[^>]*>\[E1\]</span>', html)  # the marker is one token
+    assert "<b>" not in re.search(r'<div class="text">(.*?)</div>', html, re.S).group(1)
+    data = _data(html)[0]
+    assert [t["query"] for t in data["targets"]] == ["e1", "e2", "cls"] and data["targets"][0]["scores"]
+    assert "entity-start pooling" in html and "convergence delta" in html
+    assert len(list((tmp_path / "rel_heatmaps").glob("*.png"))) == 1
+
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text(f"index\tsentence\tlabel\n1\t{REL_TEXT}\tmechanism\n2\t@DRUG$ raises levels of @DRUG$.\tfalse\n",
+                   encoding="utf-8")
+    assert relation.main(["explain", "--model", str(rel_dir), "--input", str(tsv), "--ids", "2,1", "--out", str(out),
+                          "--no-attributions"]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert re.findall(r"<h2>(.*?)</h2>", html) == ["2", "1"] and "Gold label: mechanism" in html
+    assert all(t["scores"] is None for d in _data(html) for t in d["targets"])
+    capsys.readouterr()
+    assert relation.main(["explain", "--model", str(rel_dir), "--input", str(tsv), "--ids", "7", "--out",
+                          str(out)]) == 2
+    assert "no item with id(s) ['7']" in capsys.readouterr().err
+    assert relation.main(["explain", "--model", str(rel_dir), "--text", "No arguments here.", "--out", str(out)]) == 2
+    assert "[E1] x [/E1]" in capsys.readouterr().err
+
+    mask_dir = _relation_run_dir(tiny_encoder, tmp_path / "mask_run", pooling="cls", marker="mask")
+    assert relation.main(["explain", "--model", str(mask_dir), "--text", REL_TEXT, "--out", str(out),
+                          "--n-steps", "4"]) == 0
+    html = out.read_text(encoding="utf-8")
+    shown = "".join(p for p, _ in _shown(html)[0])
+    assert shown == "Milk and @DRUG$ may impair the absorption of @DRUG$ <b>tablets</b>."  # the run's own style
+    assert [t["query"] for t in _data(html)[0]["targets"]] == ["cls", "cls"] and "the [CLS] hidden state" in html
+
+
+QUESTION = "What may impair the absorption of EMCYT?"
+CONTEXT = ("SYNTHETIC. Milk, milk products and calcium-rich foods or drugs may impair the absorption of EMCYT. "
+           + "Filler sentence about nothing in particular. " * 6 + "Patients should take it with water.")
+
+
+def test_qa_explain_outlines_the_predicted_span(qa_dir: Path, tmp_path: Path) -> None:
+    from clinical_ft import qa
+    from clinical_ft.qa_data import QAExample
+
+    out = tmp_path / "qa.html"
+    assert qa.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--context", CONTEXT,
+                    "--out", str(out), "--n-steps", "8"]) == 0
+    html = out.read_text(encoding="utf-8")
+    _self_contained(html)
+    run = engine.load_run(qa.EXTRACTIVE, qa_dir)
+    pred = qa.predict(qa.EXTRACTIVE, run, [QAExample("q", QUESTION, CONTEXT, None)])[0]
+    pieces = _shown(html)[0]
+    shown = "".join(p for p, _ in pieces)
+    assert shown == QUESTION + "\n\n" + CONTEXT
+    pos, marked = 0, []
+    for p, is_marked in pieces:
+        if is_marked:
+            marked.append((pos, pos + len(p)))
+        pos += len(p)
+    shift = len(QUESTION) + 2
+    assert marked and (marked[0][0] - shift, marked[-1][1] - shift) == (pred["start"], pred["end"])
+    m = re.search(r"Answer: &ldquo;(.*?)&rdquo;.*?probability ([0-9]+\.[0-9]+)", html, flags=re.S)
+    assert html_lib.unescape(m.group(1)) == pred["answer"] and float(m.group(2)) == pytest.approx(pred["probability"],
+                                                                                                  abs=1e-3)
+    assert "longer than one window" in html  # 40-token windows
+    data = _data(html)[0]
+    assert [t["query"] for t in data["targets"]] == ["start", "end", "cls"]
+    scores = data["targets"][0]["scores"]
+    n_q = len(run.tokenizer(QUESTION, add_special_tokens=False)["input_ids"])
+    assert len(scores) == len(data["tok"]) and max(abs(s or 0) for s in scores) == 100
+    assert all(s is not None for s in scores[:n_q])  # the question's words are attributed too
+
+
+def test_qa_span_attributions_are_complete_on_a_pair(qa_dir: Path) -> None:
+    import torch
+
+    from clinical_ft import qa
+
+    run = engine.load_run(qa.EXTRACTIVE, qa_dir)
+    model, tok = run.model.eval(), run.tokenizer
+    win = tokenize_windows(tok, [CONTEXT], max_length=40, stride=8, questions=[QUESTION])[0]
+    sel = attribution.span_logits(20, 23)
+    a = attribution.integrated_gradients(model, tok, win.input_ids, sel, token_type_ids=win.token_type_ids, n_steps=50)
+
+    def f(ids: list[int]) -> float:
+        t = torch.tensor([ids])
+        with torch.no_grad():
+            return float(sel(model(input_ids=t, token_type_ids=torch.tensor([win.token_type_ids]),
+                                   attention_mask=torch.ones_like(t)))[0])
+
+    diff = f(win.input_ids) - f(attribution.baseline_ids(win.input_ids, tok))
+    assert np.isfinite(a.scores).all() and abs(a.scores.sum() - diff) <= abs(a.delta) + 1e-5
+    assert abs(a.delta) <= 0.05 * abs(diff) + 1e-4
+
+
+def test_qa_explain_cli_input_and_errors(qa_dir: Path, tiny_encoder: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from clinical_ft import qa
+
+    squad = {"data": [{"paragraphs": [{"context": CONTEXT, "qas": [
+        {"id": "a", "question": QUESTION, "answers": [{"text": "EMCYT", "answer_start": CONTEXT.index("EMCYT")}]},
+        {"id": "b", "question": "What should patients take it with?", "answers": []}]}]}]}
+    inp = tmp_path / "q.json"
+    inp.write_text(json.dumps(squad), encoding="utf-8")
+    out = tmp_path / "qa.html"
+    assert qa.main(["explain", "--model", str(qa_dir), "--input", str(inp), "--limit", "1", "--out", str(out),
+                    "--no-attributions"]) == 0
+    assert "1 more left out by --limit 1" in capsys.readouterr().out
+    html = out.read_text(encoding="utf-8")
+    assert html.count('<section class="doc"') == 1 and "Gold answer(s): <b>EMCYT</b>" in html
+    assert qa.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--out", str(out)]) == 2
+    assert "--context" in capsys.readouterr().err
+    yesno = tmp_path / "yesno"
+    encoders.load_model(AutoModelForSequenceClassification, tiny_encoder, num_labels=3).save_pretrained(yesno)
+    encoders.load_tokenizer(tiny_encoder).save_pretrained(yesno)
+    card = TaskCard(name="pqa", version=1, kind="qa", data=DataSpec(format="pubmedqa", files={"test": "t.json"}),
+                    metric="accuracy")
+    engine._save_run_file(yesno, card, TrainConfig(max_length=40, stride=8), ["maybe", "no", "yes"])
+    assert qa.main(["explain", "--model", str(yesno), "--question", "Q?", "--context", "C.", "--out", str(out)]) == 2
+    assert "yes/no QA run" in capsys.readouterr().err

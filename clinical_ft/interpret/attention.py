@@ -30,16 +30,26 @@ def eager_attention(model: Any) -> Iterator[Any]:
         model.set_attn_implementation(previous)
 
 
-def forward_with_attentions(model: Any, input_ids: list[int], token_type_ids: list[int] | None = None) -> tuple[Any, np.ndarray]:
+def forward_with_attentions(model: Any, input_ids: list[int], token_type_ids: list[int] | None = None,
+                            extra_inputs: dict[str, Any] | None = None) -> tuple[Any, np.ndarray]:
     """One unpadded sequence through `model` with eager attention.
+
+    Args:
+        model: a transformers model (any head).
+        input_ids: one sequence, special tokens included.
+        token_type_ids: segment ids, if the model takes them.
+        extra_inputs: further model keyword arguments with a batch axis of 1 (e.g. ``entity_positions``).
 
     Returns:
         (model output, attentions) with attentions of shape (layers, heads, T, T); each row sums to 1.
     """
     import torch
 
+    from .attribution import batch_inputs
+
     ids = torch.tensor([input_ids], device=model.device)
-    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                              **batch_inputs(extra_inputs, model.device)}
     if token_type_ids is not None:
         kwargs["token_type_ids"] = torch.tensor([token_type_ids], device=model.device)
     with eager_attention(model), torch.no_grad():

@@ -78,6 +78,23 @@ def baseline_ids(input_ids: list[int], tokenizer: Any) -> list[int]:
     return [t if t in keep else pad for t in input_ids]
 
 
+def batch_inputs(extra_inputs: dict[str, Any] | None, device: Any) -> dict[str, Any]:
+    """`extra_inputs` as tensors on `device`, each checked to have a leading batch axis of size 1.
+
+    Raises:
+        ValueError: a value whose first axis is not a batch of one.
+    """
+    import torch
+
+    out = {}
+    for k, v in (extra_inputs or {}).items():
+        t = torch.as_tensor(v, device=device)
+        if t.dim() == 0 or t.shape[0] != 1:
+            raise ValueError(f"extra_inputs[{k!r}]: expected a leading batch axis of size 1, found shape {tuple(t.shape)}")
+        out[k] = t
+    return out
+
+
 def embedding_layer(model: Any) -> Any:
     """The token embedding layer (``get_input_embeddings``), the layer IG integrates along."""
     return model.get_input_embeddings()
@@ -106,6 +123,7 @@ def integrated_gradients(
     selector: Selector,
     *,
     token_type_ids: list[int] | None = None,
+    extra_inputs: dict[str, Any] | None = None,
     n_steps: int = 50,
     internal_batch_size: int = 10,
 ) -> Attribution:
@@ -117,6 +135,9 @@ def integrated_gradients(
         input_ids: one unpadded sequence, special tokens included.
         selector: model output -> one scalar per batch row (see the selectors in this module).
         token_type_ids: segment ids for pairs; zeros when omitted.
+        extra_inputs: further model keyword arguments, each a tensor with a leading batch axis of
+            size 1, expanded to every interpolation batch (e.g. the relation head's
+            ``entity_positions`` of shape (1, 2)); they are held fixed, not attributed.
         n_steps: integration steps (captum's Gauss-Legendre rule).
         internal_batch_size: interpolation steps per forward pass (bounds memory).
 
@@ -131,10 +152,12 @@ def integrated_gradients(
     base = torch.tensor([baseline_ids(input_ids, tokenizer)], device=dev)
     types = torch.tensor([token_type_ids if token_type_ids is not None else [0] * len(input_ids)], device=dev)
     mask = torch.ones_like(ids)
+    extra = batch_inputs(extra_inputs, dev)
 
     def forward(inp: Any, tt: Any, am: Any) -> Any:
         n = inp.shape[0]
-        return selector(model(input_ids=inp, token_type_ids=tt.expand(n, -1), attention_mask=am.expand(n, -1)))
+        more = {k: v.expand(n, *v.shape[1:]) for k, v in extra.items()}
+        return selector(model(input_ids=inp, token_type_ids=tt.expand(n, -1), attention_mask=am.expand(n, -1), **more))
 
     with _frozen(model):
         lig = LayerIntegratedGradients(forward, embedding_layer(model))

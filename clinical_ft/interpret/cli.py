@@ -62,3 +62,106 @@ def ner_explain_cmd(task: Any, args: argparse.Namespace) -> int:
     skipped = f" ({blank} blank line(s) skipped)" if blank else ""
     print(f"{len(docs)} document(s) explained{skipped} -> {out}")
     return 0
+
+
+def _check_steps(args: argparse.Namespace) -> None:
+    if args.n_steps < 1:
+        raise ClinicalFTError(f"--n-steps must be >= 1, found {args.n_steps}")
+    if getattr(args, "limit", 1) < 1:
+        raise ClinicalFTError(f"--limit must be >= 1, found {args.limit}")
+
+
+def select(items: list[Any], ids: str | None, limit: int, source: str) -> tuple[list[Any], int]:
+    """Items whose ``id`` is in comma-separated `ids` (in that order), else the first `limit` items.
+
+    Returns:
+        (chosen items, how many more were left out by `limit`).
+
+    Raises:
+        ClinicalFTError: an id of `ids` that is not in `source`, or nothing to explain.
+    """
+    if ids:
+        wanted = [i.strip() for i in ids.split(",") if i.strip()]
+        by_id = {str(x.id): x for x in items}
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            some = ", ".join(list(by_id)[:5])
+            raise ClinicalFTError(f"{source}: no item with id(s) {missing}; its ids start {some} (change --ids)")
+        items = [by_id[i] for i in wanted]
+    if not items:
+        raise ClinicalFTError(f"{source}: nothing to explain")
+    return items[:limit], max(0, len(items) - limit)
+
+
+def _add_selection(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ids", help=f"with --input: comma-separated {what} ids to explain (default: the first --limit)")
+    p.add_argument("--limit", type=int, default=20, help=f"with --input: at most this many {what}s (default 20)")
+    p.add_argument("--out", required=True, help="HTML report to write (PNG heatmaps go beside it)")
+    add_common_args(p)
+
+
+def add_relation_explain_args(p: argparse.ArgumentParser) -> None:
+    """`explain` for relation: --model RUN (--text "..." | --input pairs.tsv [--ids]) --out report.html."""
+    p.add_argument("--model", required=True, help="relation run directory written by train")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help='one sentence, arguments marked "[E1] x [/E1] ... [E2] y [/E2]" or masked (@DRUG$)')
+    src.add_argument("--input", help="tsv as predict reads it ([index<TAB>]sentence[<TAB>label]), marked sentences")
+    _add_selection(p, "pair")
+
+
+def relation_explain_cmd(task: Any, args: argparse.Namespace) -> int:
+    """Handler of ``python -m clinical_ft.relation explain``."""
+    from .. import engine
+    from ..relation_data import read_tsv
+    from .relation_explain import explain_relation, pair_example
+
+    _check_steps(args)
+    if args.text is not None:
+        pairs, more = [pair_example("text", args.text)], 0
+    else:
+        if not Path(args.input).is_file():
+            raise ClinicalFTError(f"--input {args.input}: no such file")
+        rows, more = select(read_tsv(args.input, require_labels=False), args.ids, args.limit, args.input)
+        pairs = [pair_example(r.id, r.text, r.label, r.source) for r in rows]
+    run = engine.load_run(task, args.model)
+    out = explain_relation(run, pairs, args.out, attributions=not args.no_attributions, n_steps=args.n_steps)
+    left = f" ({more} more left out by --limit {args.limit})" if more else ""
+    print(f"{len(pairs)} pair(s) explained{left} -> {out}")
+    return 0
+
+
+def add_qa_explain_args(p: argparse.ArgumentParser) -> None:
+    """`explain` for extractive QA: --model RUN (--question Q --context C | --input squad.json) --out report.html."""
+    p.add_argument("--model", required=True, help="extractive QA run directory written by train")
+    p.add_argument("--question", help="one question (with --context or --context-file)")
+    p.add_argument("--context", help="the context text for --question")
+    p.add_argument("--context-file", help="UTF-8 file holding the context for --question")
+    p.add_argument("--input", help="SQuAD v1 JSON (answers optional; shown as gold when present)")
+    _add_selection(p, "question")
+
+
+def qa_explain_cmd(task: Any, args: argparse.Namespace) -> int:
+    """Handler of ``python -m clinical_ft.qa explain``."""
+    from .. import engine
+    from ..qa_data import QAExample, read_squad
+    from ..qa_yesno import YesNoTask
+    from .qa_explain import explain_qa
+
+    _check_steps(args)
+    if isinstance(task, YesNoTask):
+        raise ClinicalFTError(f"{args.model} is a yes/no QA run: explain supports extractive (span) QA runs only")
+    if args.input and not args.question:
+        examples, more = select(read_squad(args.input, require_answers=False), args.ids, args.limit, args.input)
+    elif args.question and not args.input and (args.context is not None) != bool(args.context_file):
+        if args.context is None and not Path(args.context_file).is_file():
+            raise ClinicalFTError(f"--context-file {args.context_file}: no such file")
+        ctx = args.context if args.context is not None else Path(args.context_file).read_text(encoding="utf-8")
+        examples, more = [QAExample("question", args.question, ctx, None)], 0
+    else:
+        raise ClinicalFTError("explain needs --input FILE, or --question TEXT with one of --context TEXT / "
+                              "--context-file FILE")
+    run = engine.load_run(task, args.model)
+    out = explain_qa(run, examples, args.out, attributions=not args.no_attributions, n_steps=args.n_steps)
+    left = f" ({more} more left out by --limit {args.limit})" if more else ""
+    print(f"{len(examples)} question(s) explained{left} -> {out}")
+    return 0

@@ -25,6 +25,7 @@ def attention_views(
     doc_name: str,
     embed: set[int],
     probs: Sequence[float | None] | None = None,
+    extra_inputs: dict[int, dict[str, Any]] | None = None,
     budget_bytes: int = 2_000_000,
 ) -> tuple[list[ChunkView], list[Any], dict[int, bytes]]:
     """Run every window through the model with eager attention and keep what the report needs.
@@ -38,6 +39,7 @@ def attention_views(
         doc_name: file-name-safe document name for the PNGs.
         embed: window indices whose PNG is also returned for embedding in the HTML.
         probs: per-window probability to show, if any.
+        extra_inputs: window index -> further model inputs (e.g. a relation head's ``entity_positions``).
         budget_bytes: bytes allowed for all pooled heatmaps of the document together.
 
     Returns:
@@ -46,7 +48,7 @@ def attention_views(
     views, outputs, pngs = [], [], {}
     bins = 8
     for k, win in enumerate(windows):
-        out, att = forward_with_attentions(model, win.input_ids, win.token_type_ids)
+        out, att = forward_with_attentions(model, win.input_ids, win.token_type_ids, (extra_inputs or {}).get(k))
         outputs.append(out)
         n_layers, n_heads, t, _ = att.shape
         if k == 0:
@@ -101,3 +103,30 @@ def attribution_words(tokens: Sequence[TokenRef], scores: dict[int, np.ndarray],
 
 def doc_name(doc_id: str, n: int) -> str:
     return f"{n + 1:03d}_{safe_name(doc_id)}"
+
+
+def top_words_html(text: str, words: list[tuple[int, int, float]], what: str, n_up: int = 10, n_down: int = 5) -> str:
+    """Two sentences naming the words that raised and lowered `what` most (escaped HTML)."""
+    from .html import esc
+
+    ranked = sorted(words, key=lambda w: -w[2])
+
+    def wl(ws: list[tuple[int, int, float]]) -> str:
+        return ", ".join(f"<b>{esc(text[s:e])}</b> ({v:+.3g})" for s, e, v in ws) or "none"
+
+    if not words:
+        return ""
+    return (f"<p>Words that raised {esc(what)} most: {wl([w for w in ranked[:n_up] if w[2] > 0])}.<br>"
+            f"Lowered it most: {wl([w for w in ranked[::-1][:n_down] if w[2] < 0])}.</p>")
+
+
+def ig_details(a: Any) -> dict[str, float]:
+    """The convergence numbers of an Attribution, as shown in the report's target table."""
+    return {"f(x)": a.value, "f(baseline)": a.baseline_value, "sum of attributions": float(np.sum(a.scores)),
+            "convergence delta": a.delta}
+
+
+def model_shape(model: Any) -> tuple[int, int]:
+    """(layers, heads) of the model's encoder, for the report's picker."""
+    c = model.config
+    return int(c.num_hidden_layers), int(c.num_attention_heads)

@@ -26,6 +26,7 @@ th{background:#f6f8fa}.num{text-align:right;font-variant-numeric:tabular-nums}
 .bar{display:inline-block;height:.8em;background:#cf222e;vertical-align:middle}
 .text{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:13px;border:1px solid #d0d7de;
 padding:.7em;max-height:32em;overflow:auto;background:#fff}.t{border-radius:2px}
+.t[data-mark]{outline:2px solid #1a7f37;outline-offset:1px}mark{background:none;outline:2px solid #1a7f37}
 .controls{position:sticky;top:0;background:#f6f8fa;border:1px solid #d0d7de;padding:.4em .6em;margin:.5em 0;z-index:1}
 .controls label{margin-right:1em}canvas{border:1px solid #d0d7de;image-rendering:pixelated}
 .note{color:#57606a;font-size:.9em}.legend span{padding:0 .4em;margin-right:.3em}
@@ -115,6 +116,7 @@ class DocView:
     focus: int = 0
     summary_html: str = ""
     figures: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG bytes)
+    marks: list[tuple[int, int]] = field(default_factory=list)  # character spans outlined (e.g. a QA answer)
 
 
 def data_uri(png: bytes) -> str:
@@ -133,10 +135,10 @@ def _text_html(doc: DocView, initial: list[int | None] | None) -> str:
         if tok is None:
             parts.append(piece)
             continue
-        style = ""
+        style = ' data-mark="1"' if any(m0 < e and s < m1 for m0, m1 in doc.marks) else ""
         a = initial[index[id(tok)]] if initial else None
         if a:
-            style = f' style="background:rgba({"207,34,46" if a > 0 else "9,105,218"},{abs(a) / 100:.2f})"'
+            style += f' style="background:rgba({"207,34,46" if a > 0 else "9,105,218"},{abs(a) / 100:.2f})"'
         parts.append(f'<span class="t"{style}>{piece}</span>')
     return "".join(parts)
 

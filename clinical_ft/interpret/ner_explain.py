@@ -64,6 +64,52 @@ def predict_entities(run: Any, text: str) -> tuple[list[Any], list[dict[str, Any
     return windows, ents
 
 
+def ner_section(run: Any, doc_id: str, text: str, n: int, folder: Path, *, attributions: bool = True,
+                n_steps: int = 50, max_entities: int = 20) -> str:
+    """The report section of one document (its PNG heatmaps written to `folder`); arguments as in
+    :func:`explain_ner`, `n` numbering the section."""
+    model, tok = run.model, run.tokenizer
+    if not isinstance(text, str):
+        raise ClinicalFTError(f"document {doc_id!r} (position {n + 1}): expected text, found {type(text).__name__}")
+    windows, ents = predict_entities(run, text)
+    queries: dict[int, dict[str, int]] = {k: {"cls": 0} for k in range(len(windows))}
+    for j, e in enumerate(ents):
+        queries[e["window"]][f"e{j}"] = e["position"]
+    focus = ents[0]["window"] if ents else 0
+    views, _, pngs = attention_views(model, tok, windows, queries, png_folder=folder,
+                                     doc_name=doc_name(doc_id, n), embed={focus})
+    tokens, spans = owner_tokens(windows), word_spans(tok, text)
+    targets, rows = [], []
+    for j, e in enumerate(ents):
+        name = f"{e['type']}: {text[e['start']:e['end']]} ({e['start']}-{e['end']})"
+        target = TargetView(name, f"e{j}", e["window"])
+        note = "attention only"
+        if attributions and j < max_entities:
+            win = windows[e["window"]]
+            a = integrated_gradients(model, tok, win.input_ids, token_logit(e["position"], e["label"]),
+                                     token_type_ids=win.token_type_ids, n_steps=n_steps)
+            words = attribution_words(owner_tokens(windows, only={e["window"]}), {e["window"]: a.scores}, spans)
+            target.scores = colour_scale(tokens, words)
+            target.details = {"f(x) logit": a.value, "f(baseline)": a.baseline_value,
+                              "sum of attributions": float(np.sum(a.scores)), "convergence delta": a.delta}
+            note = "attributed"
+        elif attributions:
+            note = f"not attributed (limit max_entities={max_entities})"
+        rows.append(f"<tr><td>{esc(e['type'])}</td><td>{esc(text[e['start']:e['end']])}</td>"
+                    f'<td class="num">{e["start"]}-{e["end"]}</td><td>{esc(run.labels[e["label"]])}</td>'
+                    f"<td>{esc(note)}</td></tr>")
+        targets.append(target)
+    if not targets:
+        targets.append(TargetView("no entity predicted: attention of [CLS]", "cls", 0))
+    summary = (f"<p>{len(ents)} entit{'y' if len(ents) == 1 else 'ies'} predicted. Attributions explain the "
+               f"logit of the entity's label at its first token.</p>"
+               "<table><tr><th>type</th><th>text</th><th>characters</th><th>label at first token</th>"
+               f"<th>explanation</th></tr>{''.join(rows)}</table>") if ents else "<p>No entity predicted.</p>"
+    layers, heads = int(model.config.num_hidden_layers), int(model.config.num_attention_heads)
+    figs = [(f"window {focus + 1}: rollout and last-layer mean attention", pngs[focus])] if focus in pngs else []
+    return render_doc(DocView(str(doc_id), text, tokens, views, targets, layers, heads, focus, summary, figs), n)
+
+
 def explain_ner(run: Any, docs: list[tuple[str, str]], out_html: str | Path, *, attributions: bool = True,
                 n_steps: int = 50, max_entities: int = 20) -> Path:
     """Write one self-contained HTML report explaining a token classifier's entities.
@@ -80,53 +126,13 @@ def explain_ner(run: Any, docs: list[tuple[str, str]], out_html: str | Path, *, 
         The path of the HTML report.
     """
     out_html = Path(out_html)
-    model, tok = run.model, run.tokenizer
-    model.eval()
+    run.model.eval()
     folder = png_dir(out_html)
-    sections, n_ents = [], 0
+    sections = []
     for n, (doc_id, text) in enumerate(docs):
-        if not isinstance(text, str):
-            raise ClinicalFTError(f"document {doc_id!r} (position {n + 1}): expected text, found {type(text).__name__}")
-        windows, ents = predict_entities(run, text)
-        queries: dict[int, dict[str, int]] = {k: {"cls": 0} for k in range(len(windows))}
-        for j, e in enumerate(ents):
-            queries[e["window"]][f"e{j}"] = e["position"]
-        focus = ents[0]["window"] if ents else 0
-        views, _, pngs = attention_views(model, tok, windows, queries, png_folder=folder,
-                                         doc_name=doc_name(doc_id, n), embed={focus})
-        tokens, spans = owner_tokens(windows), word_spans(tok, text)
-        targets, rows = [], []
-        for j, e in enumerate(ents):
-            name = f"{e['type']}: {text[e['start']:e['end']]} ({e['start']}-{e['end']})"
-            target = TargetView(name, f"e{j}", e["window"])
-            note = "attention only"
-            if attributions and j < max_entities:
-                win = windows[e["window"]]
-                a = integrated_gradients(model, tok, win.input_ids, token_logit(e["position"], e["label"]),
-                                         token_type_ids=win.token_type_ids, n_steps=n_steps)
-                words = attribution_words(owner_tokens(windows, only={e["window"]}), {e["window"]: a.scores}, spans)
-                target.scores = colour_scale(tokens, words)
-                target.details = {"f(x) logit": a.value, "f(baseline)": a.baseline_value,
-                                  "sum of attributions": float(np.sum(a.scores)), "convergence delta": a.delta}
-                note = "attributed"
-            elif attributions:
-                note = f"not attributed (limit max_entities={max_entities})"
-            rows.append(f"<tr><td>{esc(e['type'])}</td><td>{esc(text[e['start']:e['end']])}</td>"
-                        f'<td class="num">{e["start"]}-{e["end"]}</td><td>{esc(run.labels[e["label"]])}</td>'
-                        f"<td>{esc(note)}</td></tr>")
-            targets.append(target)
-        if not targets:
-            targets.append(TargetView("no entity predicted: attention of [CLS]", "cls", 0))
-        summary = (f"<p>{len(ents)} entit{'y' if len(ents) == 1 else 'ies'} predicted. Attributions explain the "
-                   f"logit of the entity's label at its first token.</p>"
-                   "<table><tr><th>type</th><th>text</th><th>characters</th><th>label at first token</th>"
-                   f"<th>explanation</th></tr>{''.join(rows)}</table>") if ents else "<p>No entity predicted.</p>"
-        layers, heads = int(model.config.num_hidden_layers), int(model.config.num_attention_heads)
-        figs = [(f"window {focus + 1}: rollout and last-layer mean attention", pngs[focus])] if focus in pngs else []
-        sections.append(render_doc(DocView(str(doc_id), text, tokens, views, targets, layers, heads, focus,
-                                           summary, figs), n))
-        n_ents += len(ents)
-        log.info("explained document %d of %d: %d entities", n + 1, len(docs), len(ents))
+        sections.append(ner_section(run, doc_id, text, n, folder, attributions=attributions, n_steps=n_steps,
+                                    max_entities=max_entities))
+        log.info("explained document %d of %d", n + 1, len(docs))
     intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
              f"&middot; integrated gradients: {f'{n_steps} steps' if attributions else 'off'}. "
              f"Heatmap PNGs: {esc(folder.name)}/</p>")

@@ -13,7 +13,15 @@ from ..aggregation import aggregate
 from ..chunking import tokenize_windows
 from ..errors import ClinicalFTError
 from .attribution import class_log_odds, integrated_gradients
-from .core import attention_views, attribution_words, colour_scale, doc_name, probabilities
+from .core import (
+    attention_views,
+    attribution_words,
+    colour_scale,
+    doc_name,
+    model_shape,
+    probabilities,
+    top_words_html,
+)
 from .heatmap import png_dir
 from .html import DocView, TargetView, esc, page, render_doc, write_atomic
 from .textmap import owner_tokens, word_spans
@@ -38,11 +46,7 @@ def _summary(name: str, score: float, method: str, probs: list[float], windows: 
     table = (f"<table><tr><th>chunk</th><th>characters</th><th>tokens</th><th>p({esc(name)})</th><th></th>"
              "<th>IG f(x)</th><th>f(baseline)</th><th>sum of attributions</th><th>convergence delta</th></tr>"
              + "".join(rows) + "</table>")
-    ranked = sorted(words, key=lambda w: -w[2])
-    def wl(ws: list[tuple[int, int, float]]) -> str:
-        return ", ".join(f"<b>{esc(text[s:e])}</b> ({v:+.3g})" for s, e, v in ws) or "none"
-    top_words = (f"<p>Words that raised p({esc(name)}) most: {wl([w for w in ranked[:10] if w[2] > 0])}.<br>"
-                 f"Lowered it most: {wl([w for w in ranked[::-1][:5] if w[2] < 0])}.</p>") if words else ""
+    top_words = top_words_html(text, words, f"p({name})")
     return (f'<p><b>Aggregated p({esc(name)}) = {score:.4f}</b> ({esc(method)} aggregation over {len(probs)} '
             f"chunk(s); &#9733; = chunks explained with integrated gradients, which attribute the log-odds "
             f"f = logit({esc(name)}) - logsumexp(other logits)).</p>{table}{top_words}")
@@ -71,9 +75,31 @@ def explain_notes(run: Run, notes: list[tuple[str, str]], out_html: str | Path, 
         The path of the HTML report.
     """
     out_html = Path(out_html)
+    folder = png_dir(out_html)
+    sections = note_sections(run, notes, folder, attributions=attributions, n_steps=n_steps,
+                             top_chunks=top_chunks, positive=positive)
+    cfg = run.cfg
+    intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
+             f"&middot; chunks of {cfg.max_length} tokens, stride {cfg.stride} &middot; integrated gradients: "
+             f"{f'{n_steps} steps, baseline [CLS]/[SEP] kept, [PAD] elsewhere' if attributions else 'off'}. "
+             f"Heatmap PNGs: {esc(folder.name)}/</p>")
+    title = "Readmission explanations" if run.card.kind == "readmission" else f"{run.card.name} explanations"
+    return write_atomic(out_html, page(title, intro, sections))
+
+
+def note_sections(run: Run, notes: list[tuple[str, str]], folder: Path, *, attributions: bool = True,
+                  n_steps: int = 50, top_chunks: int = 2, positive: int = 1, first_index: int = 0) -> list[str]:
+    """The report sections of :func:`explain_notes` (one per note), PNG heatmaps written to `folder`.
+
+    Args:
+        first_index: number of the first section (keeps element ids unique when pages combine sections).
+        Others: as in :func:`explain_notes`.
+
+    Returns:
+        One HTML ``<section>`` per note.
+    """
     model, tok, cfg = run.model, run.tokenizer, run.cfg
     model.eval()
-    folder = png_dir(out_html)
     name = "readmitted" if run.card.kind == "readmission" else str(run.labels[positive])
     sections = []
     for n, (doc_id, text) in enumerate(notes):
@@ -83,7 +109,7 @@ def explain_notes(run: Run, notes: list[tuple[str, str]], out_html: str | Path, 
                                   f"found {type(text).__name__}")
         windows = tokenize_windows(tok, [text], max_length=cfg.max_length, stride=cfg.stride, doc_ids=[doc_id])
         views, outputs, _ = attention_views(model, tok, windows, {k: {"cls": 0} for k in range(len(windows))},
-                                            png_folder=folder, doc_name=doc_name(doc_id, n), embed=set())
+                                            png_folder=folder, doc_name=doc_name(doc_id, first_index + n), embed=set())
         probs = probabilities(outputs, positive)
         for v, p in zip(views, probs):
             v.prob = p
@@ -101,21 +127,11 @@ def explain_notes(run: Run, notes: list[tuple[str, str]], out_html: str | Path, 
                             colour_scale(tokens, words) if ig else None)
         figures = []
         if top:
-            png = (folder / f"{doc_name(doc_id, n)}_chunk{top[0] + 1:03d}.png").read_bytes()
+            png = (folder / f"{doc_name(doc_id, first_index + n)}_chunk{top[0] + 1:03d}.png").read_bytes()
             figures.append((f"chunk {top[0] + 1} (highest p): rollout and last-layer mean attention", png))
-        layers, heads = _shape(model)
+        layers, heads = model_shape(model)
         doc = DocView(doc_id, text, tokens, views, [target], layers, heads, top[0] if top else 0,
                       _summary(name, score, cfg.aggregation, probs, windows, top, ig, words, text), figures)
-        sections.append(render_doc(doc, n))
+        sections.append(render_doc(doc, first_index + n))
         log.info("explained note %d of %d: %d chunk(s), %d attributed", n + 1, len(notes), len(windows), len(ig))
-    intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
-             f"&middot; chunks of {cfg.max_length} tokens, stride {cfg.stride} &middot; integrated gradients: "
-             f"{f'{n_steps} steps, baseline [CLS]/[SEP] kept, [PAD] elsewhere' if attributions else 'off'}. "
-             f"Heatmap PNGs: {esc(folder.name)}/</p>")
-    title = "Readmission explanations" if run.card.kind == "readmission" else f"{run.card.name} explanations"
-    return write_atomic(out_html, page(title, intro, sections))
-
-
-def _shape(model: Any) -> tuple[int, int]:
-    c = model.config
-    return int(c.num_hidden_layers), int(c.num_attention_heads)
+    return sections

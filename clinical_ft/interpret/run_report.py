@@ -1,15 +1,19 @@
 """`clinical-ft report`: one self-contained HTML page about a run directory: its card and config,
-metrics.json and eval_*.json tables, every PNG curve found in it (embedded), the model card, and
-links to explanation reports saved there."""
+metrics.json and eval_*.json tables, every PNG curve found in it (embedded), the model card, links
+(relative) to explanation reports saved there, and attention-only example explanations of two test
+examples when the run has test predictions (run_examples.py)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import ClinicalFTError
 from .html import data_uri, esc, page, write_atomic
+from .run_examples import example_sections, explain_module
 
 MAX_PNG_BYTES = 5_000_000
 MAX_PNGS = 40
@@ -55,8 +59,16 @@ def _pngs(run: Path, out: Path) -> tuple[list[Path], list[str]]:
     return kept, skipped
 
 
-def build_report(run_dir: str | Path, out_html: str | Path) -> Path:
+def build_report(run_dir: str | Path, out_html: str | Path, data_dir: str | Path | None = None, *,
+                 examples_wanted: bool = True) -> Path:
     """Write the run report; returns its path.
+
+    Args:
+        run_dir: a run directory written by train.
+        out_html: the HTML page to write (example heatmap PNGs go to ``<stem>_heatmaps/`` beside it).
+        data_dir: root of the card's data, to read the test examples of the example explanations.
+        examples_wanted: embed attention-only explanations of two test examples when the run has
+            test predictions (loads the model); otherwise the page says why none is shown.
 
     Raises:
         ClinicalFTError: `run_dir` is not a run directory, or one of its JSON files is unreadable.
@@ -87,19 +99,24 @@ def build_report(run_dir: str | Path, out_html: str | Path) -> Path:
         sections.append(f"<h2>Curves and figures</h2>{figs}{skip}")
     reports = sorted(p for p in run.glob("*.html") if p.resolve() != out.resolve())
     if reports:
-        items = "".join(f"<li>{esc(p.name)}</li>" for p in reports)
+        items = "".join(f'<li><a href="{esc(_href(p, out))}">{esc(p.name)}</a></li>' for p in reports)
         sections.append(f"<h2>Explanation reports in the run directory</h2><ul>{items}</ul>")
-    sections.append("<h2>Example explanations</h2><p>Write one with "
-                    f"<code>python -m clinical_ft.{esc(_module(card.get('kind')))} explain --model {esc(str(run))} "
-                    "... --out report.html</code> (self-contained HTML with attributions and attention).</p>")
+    examples, why = example_sections(run, out, data_dir) if examples_wanted else ([], "")
+    sections.append("<h2>Example explanations</h2>" + (f"<p>{why}</p>" if why else "")
+                    + f"<p>Write more with <code>python -m clinical_ft.{esc(explain_module(str(card.get('kind'))))} explain "
+                    f"--model {esc(str(run))} ... --out report.html</code> (self-contained HTML with attributions "
+                    "and attention).</p>")
+    sections += examples
     if (run / "README.md").is_file():
         sections.append("<h2>Model card (README.md)</h2><pre>"
                         + esc((run / "README.md").read_text(encoding="utf-8", errors="replace")) + "</pre>")
     sections.append("<h2>Resolved card and config (run.yaml)</h2><pre>"
                     + esc((run / "run.yaml").read_text(encoding="utf-8", errors="replace")) + "</pre>")
     return write_atomic(out, page(f"Run report: {run.name}", f'<p class="note">{esc(str(run))}</p>', sections,
-                                  with_js=False))
+                                  with_js=bool(examples)))
 
 
-def _module(kind: Any) -> str:
-    return {"doc_classification": "readmission"}.get(str(kind), str(kind))
+def _href(target: Path, report: Path) -> str:
+    """Relative URL of `target` from the folder of `report` (works offline, after moving both)."""
+    rel = os.path.relpath(target.resolve(), report.resolve().parent)
+    return quote(Path(rel).as_posix())
