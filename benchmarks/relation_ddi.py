@@ -3,6 +3,7 @@ Hugging Face Trainer baseline on the same encoder, the same training pairs and h
 
 Systems (each trained once, then scored on the FULL DDI Extraction test set, 5,716 pairs):
 - ``clinical_ft markers+entity_start``: [E1]..[/E1] [E2]..[/E2] added as special tokens, entity-start pooling;
+- ``clinical_ft typed markers+entity_start``: [E1:drug]..[/E1:drug] (the DDI entity type in the marker);
 - ``clinical_ft mask+cls``: BioBERT masks (@DRUG$), [CLS] pooling, through clinical_ft's engine;
 - ``HF Trainer mask+cls``: run_glue-style ``AutoModelForSequenceClassification`` + ``Trainer`` with
   ``truncation=True, max_length``, random sampling, ``DataCollatorWithPadding``; no clinical_ft engine.
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8, help="per-device train batch (more updates on a small budget)")
     p.add_argument("--max-test", type=int, help="first N test pairs only (smoke runs); default: all")
-    p.add_argument("--systems", default="markers,hf,mask", help="comma list of markers, hf, mask")
+    p.add_argument("--systems", default="markers,hf,mask", help="comma list of markers, typed, hf, mask")
     p.add_argument("--out", default=str(RESULTS / "relation_ddi.json"))
     args = p.parse_args(argv)
     from clinical_ft.config import TaskCard, load
@@ -178,15 +179,17 @@ def main(argv: list[str] | None = None) -> int:
                            "train_available": len(TASK.load_split(card, "train", None)),
                            "test_examples": len(TASK.load_split(card, "test", None)[: args.max_test]),
                            "systems": {}}
-    names = {"markers": "clinical_ft markers+entity_start", "mask": "clinical_ft mask+cls", "hf": "HF Trainer mask+cls"}
+    names = {"markers": "clinical_ft markers+entity_start", "typed": "clinical_ft typed markers+entity_start",
+             "mask": "clinical_ft mask+cls", "hf": "HF Trainer mask+cls"}
+    options = {"markers": {"marker": "entity_markers", "pooling": "entity_start"},
+               "typed": {"marker": "typed_markers", "pooling": "entity_start"},
+               "mask": {"marker": "mask", "pooling": "cls"}}
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.systems.split(","):
             if key == "hf":
                 r = run_hf_baseline(args, card, Path(tmp) / "hf")
             else:
-                opts = {"marker": "entity_markers", "pooling": "entity_start"} if key == "markers" else \
-                    {"marker": "mask", "pooling": "cls"}
-                r = run_clinical_ft(args, card, opts, Path(tmp) / key)
+                r = run_clinical_ft(args, card, options[key], Path(tmp) / key)
             res["systems"][names[key]] = r
             print(names[key], {k: v for k, v in r.items() if k != "per_class_f1"}, flush=True)
             write_json(Path(args.out), res)
