@@ -1,8 +1,8 @@
-"""Fine-tuning methods on NCBI-disease NER, one table from one run: full fine-tuning, partial
+"""Fine-tuning methods on one task card (default NCBI-disease NER), one table from one run: full fine-tuning, partial
 (frozen embeddings + bottom layers), head-only, LoRA, and domain-adaptive pre-training (DAPT,
 ``python -m clinical_ft.pretrain``) followed by full fine-tuning, all from the bundled MiniLM-L6.
 
-Every row is the public CLI in its own subprocesses: ``python -m clinical_ft.ner train`` (its
+Every row is the public CLI in its own subprocesses: ``python -m clinical_ft.<card kind> train`` (its
 metrics.json gives trainable parameters, seconds per optimisation step, training tokens/s and the
 training process's peak RSS) then ``evaluate --split test`` (the full NCBI test split). The DAPT
 encoder is pre-trained in the same run on non-test in-domain text (BC5CDR-chem train sentences,
@@ -14,6 +14,8 @@ Runs (what produced benchmarks/results/finetune_methods.md and finetune_methods_
     python benchmarks/finetune_methods.py --max-train 1000 --epochs 2 --dapt-steps 50
     python benchmarks/finetune_methods.py --max-train 1000 --epochs 2 --rows 0,2,5 --tag finetune_methods_lora_lr \
         --work /tmp/clinical_ft_finetune_methods_b
+    python benchmarks/finetune_methods.py --card tasks/relation/gad.yaml --max-train 1000 --epochs 2 \
+        --rows 0,1,2,5,4 --dapt-steps 50 --tag finetune_methods_gad --work /tmp/clinical_ft_finetune_methods_gad
 Smoke test (tiny data, minutes):
     python benchmarks/finetune_methods.py --card tests/fixtures/ncbi_mini.yaml --data-dir tests/fixtures \\
         --max-train 20 --dapt-steps 1 --results /tmp/fm_smoke
@@ -33,7 +35,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from common import machine, now_utc, run_measured, write_json, write_text  # noqa: E402
 
-CONFIG = "configs/ner/minilm.yaml"  # learning_rate 1e-4, batch 32 (overridden below), max_length 128
+CONFIG = "configs/{kind}/minilm.yaml"  # ner/relation: learning_rate 1e-4, batch 32 (overridden below), max_length 128
 # (row name, config overrides, uses the DAPT encoder)
 ROWS: list[tuple[str, list[str], bool]] = [
     ("full", [], False),
@@ -67,13 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     selected = [(i, ROWS[i]) for i in map(int, args.rows.split(","))]
 
-    from clinical_ft.resources import data_root
+    from clinical_ft.config import TaskCard, load
+    from clinical_ft.resources import data_root, find
 
+    card = load(TaskCard, find(args.card, "tasks"))
+    module, config = f"clinical_ft.{card.kind}", CONFIG.format(kind=card.kind)
     shared = data_root()
     work, results = Path(args.work), Path(args.results)
     work.mkdir(parents=True, exist_ok=True)
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     info: dict[str, Any] = {"date": now_utc(), "machine": machine(), "command": "python " + shlex.join(sys.argv),
+                            "card": card.name, "kind": card.kind, "config": config,
                             "budget": {"max_train_examples": args.max_train, "epochs": args.epochs, "batch": args.batch,
                                        "dapt_steps": args.dapt_steps, "dapt_batch": args.dapt_batch}}
 
@@ -94,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, over, use_dapt) in selected:
         out = work / f"row{i}"
         enc = str(dapt) if use_dapt else args.encoder
-        train = _py("-m", "clinical_ft.ner", "train", "--card", args.card, "--config", CONFIG, "--out", str(out),
+        train = _py("-m", module, "train", "--card", args.card, "--config", config, "--out", str(out),
                     "--overwrite", "--encoder", enc, *data, f"max_train_examples={args.max_train}",
                     f"num_train_epochs={args.epochs}", f"per_device_train_batch_size={args.batch}",
                     "eval_strategy=no", *over)
         print(f"[row {i}] {name}", flush=True)
         tr = run_measured(train, work / f"row{i}_train.log")
-        ev = run_measured(_py("-m", "clinical_ft.ner", "evaluate", "--model", str(out), "--split", "test", *data),
+        ev = run_measured(_py("-m", module, "evaluate", "--model", str(out), "--split", "test", *data),
                           work / f"row{i}_eval.log") if tr["rc"] == 0 else {"rc": None}
         row: dict[str, Any] = {"name": name, "train_command": shlex.join(train[1:]), "train": tr, "eval": ev}
         if tr["rc"] == 0 and ev["rc"] == 0:
@@ -121,18 +127,19 @@ def _markdown(info: dict[str, Any]) -> str:
     ref_tps = full["metrics"]["train_tokens_per_second"] if full else None
     ref_params = full["metrics"]["trainable_parameters"] if full else None
     lines = [
-        "# Fine-tuning methods on NCBI-disease (bundled MiniLM-L6), one run",
+        f"# Fine-tuning methods on {info.get('card', 'ncbi_disease')} (bundled MiniLM-L6), one run",
         "",
         f"{info['date']}; {info['machine']['nproc']} CPU cores shared with other jobs (load average at start "
         f"{info['machine']['loadavg'][0]:.1f}); torch {info['machine']['torch']}, transformers {info['machine']['transformers']}.",
         f"Command: `{info['command']}`",
         "",
-        f"**Budget (LIMITED, not comparable with full-data results):** first {b['max_train_examples']} NCBI-disease "
-        f"training sentences, {b['epochs']:g} epoch(s), batch {b['batch']}, max_length 128, no dev evaluation or early "
-        f"stopping, seed 42; scored on the full test split ({n_test} sentences, entity-level seqeval F1).",
+        f"**Budget (LIMITED, not comparable with full-data results):** first {b['max_train_examples']} "
+        f"{info.get('card', 'ncbi_disease')} training examples, {b['epochs']:g} epoch(s), batch {b['batch']}, max_length 128, "
+        f"no dev evaluation or early stopping, seed 42; scored on the full test split ({n_test} examples, "
+        f"{'entity-level seqeval F1' if info.get('kind', 'ner') == 'ner' else 'the card metric: F1 of the positive class(es)'}).",
         (f"DAPT: {(dm := d['metrics'])['max_steps']} MLM steps x batch {dm['batch_size']} x {dm['max_length']} tokens (~{dm['tokens_seen']:,} "
         f"tokens, whole-word masking, lr {dm['learning_rate']}) on {dm['documents']:,} documents "
-        f"({dm['blocks_train']:,} blocks) of BC5CDR-chem train + PubMedQA PQA-L contexts + MTSamples, NCBI test excluded "
+        f"({dm['blocks_train']:,} blocks) of BC5CDR-chem train + PubMedQA PQA-L contexts + MTSamples, {info.get('card', 'ncbi_disease')} test excluded "
         f"(--exclude-card); {d['wall_s']:.0f} s wall. Held-out MLM loss {dm['heldout_mlm_loss_before']:.2f} -> "
         f"{dm['heldout_mlm_loss_after']:.2f} (the MiniLM has no MLM head: the 'before' loss is that of a freshly initialised head).") if d else "No DAPT row in this run.",
         "",
