@@ -20,6 +20,7 @@ Run: OMP_NUM_THREADS=1 python benchmarks/relation_ddi.py --max-train 2000 --epoc
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     card = load(TaskCard, find("relation/ddi2013", "tasks"))
     res: dict[str, Any] = {"date": now_utc(), "machine": machine(), "max_train": args.max_train, "epochs": args.epochs,
-                           "max_length": args.max_length, "batch_size": args.batch_size, "command": "OMP_NUM_THREADS=1 python benchmarks/relation_ddi.py "
+                           "max_length": args.max_length, "batch_size": args.batch_size, "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python benchmarks/relation_ddi.py "
                            + " ".join(argv if argv is not None else sys.argv[1:]),
                            "train_available": len(TASK.load_split(card, "train", None)),
                            "test_examples": len(TASK.load_split(card, "test", None)[: args.max_test]),

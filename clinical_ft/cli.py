@@ -57,7 +57,8 @@ def _report(args: argparse.Namespace) -> int:
     from .interpret.run_report import build_report
 
     try:
-        print(f"run report written to {build_report(args.run, args.out)}")
+        out = build_report(args.run, args.out, args.data_dir, examples_wanted=not args.no_examples)
+        print(f"run report written to {out}")
     except ClinicalFTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("report", help="self-contained HTML page about a run: metrics, curves, model card")
     r.add_argument("--run", required=True, help="run directory written by train")
     r.add_argument("--out", required=True, help="HTML file to write")
+    r.add_argument("--data-dir", help="root of the card's data, to read the test examples explained as examples "
+                   "(default as for evaluate: $CLINICAL_FT_DATA, then ../shared/data)")
+    r.add_argument("--no-examples", action="store_true",
+                   help="skip the example explanations (does not load the model or read the data)")
     from . import benchmark
 
     benchmark.add_arguments(sub.add_parser("benchmark", help="grid of card x encoder x seed runs, resumable, "

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--out", help="JSON lines output (default: stdout)")
     from .interpret import cli as interpret_cli
 
-    ex = sub.add_parser("explain", help="HTML report: the best answer span, word attributions and attention")
+    ex = sub.add_parser("explain", help="HTML report: the best answer span (or yes/no/maybe class), word attributions and attention")
     interpret_cli.add_qa_explain_args(ex)
     args = p.parse_args(argv)
     try:

@@ -408,10 +408,26 @@ CONTEXT = ("SYNTHETIC. Milk, milk products and calcium-rich foods or drugs may i
            + "Filler sentence about nothing in particular. " * 6 + "Patients should take it with water.")
 
 
-def test_qa_explain_outlines_the_predicted_span(qa_dir: Path, tmp_path: Path) -> None:
+def _spy_titles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Titles of the PNG heatmaps written from now on."""
+    from clinical_ft.interpret import core
+
+    titles: list[str] = []
+    real = core.heatmap_png
+
+    def spy(panels, labels=None, title=""):
+        titles.append(title)
+        return real(panels, labels, title)
+
+    monkeypatch.setattr(core, "heatmap_png", spy)
+    return titles
+
+
+def test_qa_explain_outlines_the_predicted_span(qa_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clinical_ft import qa
     from clinical_ft.qa_data import QAExample
 
+    titles = _spy_titles(monkeypatch)
     out = tmp_path / "qa.html"
     assert qa.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--context", CONTEXT,
                     "--out", str(out), "--n-steps", "8"]) == 0
@@ -432,8 +448,11 @@ def test_qa_explain_outlines_the_predicted_span(qa_dir: Path, tmp_path: Path) ->
     m = re.search(r"Answer: &ldquo;(.*?)&rdquo;.*?probability ([0-9]+\.[0-9]+)", html, flags=re.S)
     assert html_lib.unescape(m.group(1)) == pred["answer"] and float(m.group(2)) == pytest.approx(pred["probability"],
                                                                                                   abs=1e-3)
-    assert "longer than one window" in html  # 40-token windows
+    n_windows = int(re.search(r"longer than one window \((\d+) windows", html).group(1))  # 40-token windows
     data = _data(html)[0]
+    w = data["chunks"][0]["index"]  # the window holding the span, by its number in the context
+    assert n_windows > 1 and len(titles) == 1 and titles[0].startswith(f"chunk {w + 1} of {n_windows} (")
+    assert f"window {w + 1}: rollout" in html and list((tmp_path / "qa_heatmaps").glob(f"*_chunk{w + 1:03d}.png"))
     assert [t["query"] for t in data["targets"]] == ["start", "end", "cls"]
     scores = data["targets"][0]["scores"]
     n_q = len(run.tokenizer(QUESTION, add_special_tokens=False)["input_ids"])
@@ -463,10 +482,7 @@ def test_qa_span_attributions_are_complete_on_a_pair(qa_dir: Path) -> None:
     assert abs(a.delta) <= 0.05 * abs(diff) + 1e-4
 
 
-def test_qa_explain_cli_input_and_errors(qa_dir: Path, tiny_encoder: str, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from transformers import AutoModelForSequenceClassification
-
+def test_qa_explain_cli_input_and_errors(qa_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from clinical_ft import qa
 
     squad = {"data": [{"paragraphs": [{"context": CONTEXT, "qas": [
@@ -482,11 +498,112 @@ def test_qa_explain_cli_input_and_errors(qa_dir: Path, tiny_encoder: str, tmp_pa
     assert html.count('<section class="doc"') == 1 and "Gold answer(s): <b>EMCYT</b>" in html
     assert qa.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--out", str(out)]) == 2
     assert "--context" in capsys.readouterr().err
-    yesno = tmp_path / "yesno"
-    encoders.load_model(AutoModelForSequenceClassification, tiny_encoder, num_labels=3).save_pretrained(yesno)
-    encoders.load_tokenizer(tiny_encoder).save_pretrained(yesno)
-    card = TaskCard(name="pqa", version=1, kind="qa", data=DataSpec(format="pubmedqa", files={"test": "t.json"}),
-                    metric="accuracy")
-    engine._save_run_file(yesno, card, TrainConfig(max_length=40, stride=8), ["maybe", "no", "yes"])
-    assert qa.main(["explain", "--model", str(yesno), "--question", "Q?", "--context", "C.", "--out", str(out)]) == 2
-    assert "yes/no QA run" in capsys.readouterr().err
+
+
+# --- yes/no QA (sequence classification over question + context) -----------------------------------
+
+YESNO_LABELS = ["yes", "no", "maybe"]
+
+
+def yesno_run_dir(tiny_encoder: str, out: Path, card: TaskCard | None = None) -> Path:
+    """A yes/no run directory: the tiny random BERT with a 3-class head, scaled up so that windows
+    of one context get visibly different probabilities; mean aggregation as in configs/qa/minilm.yaml."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(3)
+    model = encoders.load_model(AutoModelForSequenceClassification, tiny_encoder, num_labels=3)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 8.0)
+    model.save_pretrained(out)
+    encoders.load_tokenizer(tiny_encoder).save_pretrained(out)
+    card = card or TaskCard(name="pqa", version=1, kind="qa", metric="accuracy",
+                            data=DataSpec(format="pubmedqa", files={"test": "t.json"}))
+    engine._save_run_file(out, card, TrainConfig(max_length=40, stride=8, aggregation="mean"), YESNO_LABELS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def yesno_dir(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return yesno_run_dir(tiny_encoder, tmp_path_factory.mktemp("yesno_run"))
+
+
+YN_QUESTION = "Does milk impair the absorption of EMCYT?"
+
+
+def test_yesno_explain_matches_predict_and_is_complete(yesno_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's answer is predict's (label and aggregated probability); the explained window is
+    the one with the highest p(label); IG of its log-odds is complete within the reported delta."""
+    import torch
+
+    from clinical_ft import qa
+    from clinical_ft.interpret.yesno_explain import predict_windows
+    from clinical_ft.qa_data import YesNoExample
+
+    titles = _spy_titles(monkeypatch)
+    out = tmp_path / "yn.html"
+    assert qa.main(["explain", "--model", str(yesno_dir), "--question", YN_QUESTION, "--context", CONTEXT,
+                    "--out", str(out), "--n-steps", "32"]) == 0
+    html = out.read_text(encoding="utf-8")
+    _self_contained(html)
+    run = engine.load_run(qa.YESNO, yesno_dir)
+    ex = YesNoExample("question", YN_QUESTION, CONTEXT, None)
+    row = qa.predict(qa.YESNO, run, [ex])[0]
+    m = re.search(r"Predicted: (\w+), probability ([0-9]+\.[0-9]+)", html)
+    assert m and m.group(1) == row["label"] and float(m.group(2)) == pytest.approx(row["probability"], abs=1e-4)
+    n = row["windows"]
+    assert n > 1 and f"mean aggregation of the {n} windows" in html and f"longer than one window ({n} windows" in html
+
+    pred = predict_windows(run, ex)
+    k, w = YESNO_LABELS.index(row["label"]), pred.window
+    assert pred.label == k and w == int(np.argmax(pred.window_probs[:, k]))
+    assert f"window {w + 1} (context characters {pred.windows[w].char_start}-" in html
+    data = _data(html)[0]
+    assert [c["index"] for c in data["chunks"]] == [w] and data["chunks"][0]["prob"] == pytest.approx(
+        float(pred.window_probs[w, k]), abs=1e-6)
+    assert titles == [f"chunk {w + 1} of {n} ({len(pred.windows[w].input_ids)} tokens)"]
+    assert "".join(p for p, _ in _shown(html)[0]) == YN_QUESTION + "\n\n" + CONTEXT
+    target = data["targets"][0]
+    n_q = len(run.tokenizer(YN_QUESTION, add_special_tokens=False)["input_ids"])
+    assert target["query"] == "cls" and all(s is not None for s in target["scores"][:n_q])  # question attributed
+
+    model, tok, win = run.model.eval(), run.tokenizer, pred.windows[w]
+    sel = attribution.class_log_odds(k)
+    a = attribution.integrated_gradients(model, tok, win.input_ids, sel, token_type_ids=win.token_type_ids,
+                                         n_steps=32)
+
+    def f(ids: list[int]) -> float:
+        t = torch.tensor([ids])
+        with torch.no_grad():
+            return float(sel(model(input_ids=t, token_type_ids=torch.tensor([win.token_type_ids]),
+                                   attention_mask=torch.ones_like(t)))[0])
+
+    diff = f(win.input_ids) - f(attribution.baseline_ids(win.input_ids, tok))
+    assert abs(a.scores.sum() - diff) <= abs(a.delta) + 1e-5 and abs(a.delta) <= 0.05 * abs(diff) + 1e-4
+    cells = re.search(r"log-odds</td>" + r'<td class="num">([^<]+)</td>' * 4, html).groups()
+    fx, fb, total, delta = map(float, cells)  # the report's IG numbers (4 significant digits)
+    assert fx == pytest.approx(f(win.input_ids), rel=1e-3, abs=1e-4) and fx == pytest.approx(a.value, rel=1e-3)
+    assert abs(total - (fx - fb) - delta) <= 1e-3 * (abs(fx) + abs(fb) + abs(total)) + 1e-6
+
+
+def test_yesno_explain_cli_input(yesno_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clinical_ft import qa
+
+    out = tmp_path / "yn.html"
+    pqa = str(Path(__file__).parent / "fixtures" / "qa" / "pubmedqa_mini" / "ori_pqal.json")
+    assert qa.main(["explain", "--model", str(yesno_dir), "--input", pqa, "--ids", "17113061,10808977",
+                    "--out", str(out), "--no-attributions"]) == 0
+    assert "2 question(s) explained" in capsys.readouterr().out
+    html = out.read_text(encoding="utf-8")
+    assert re.findall(r"<h2>(.*?)</h2>", html) == ["17113061", "10808977"]
+    assert "Gold answer: no." in html and "Gold answer: yes." in html and "Attention only" in html
+    assert all(t["scores"] is None for d in _data(html) for t in d["targets"])
+    assert qa.main(["explain", "--model", str(yesno_dir), "--input", pqa, "--ids", "nope", "--out", str(out)]) == 2
+    assert "no item with id(s) ['nope']" in capsys.readouterr().err
+    ctx = tmp_path / "ctx.txt"
+    ctx.write_text("Short context.", encoding="utf-8")
+    assert qa.main(["explain", "--model", str(yesno_dir), "--question", "Is it?", "--context-file", str(ctx),
+                    "--out", str(out), "--n-steps", "4"]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "longer than one window" not in html and "(one window, as predict reports it)" in html

@@ -122,3 +122,43 @@ def test_run_report_examples_from_benchmark_predictions(tiny_encoder: str, tmp_p
     html = out.read_text(encoding="utf-8")
     assert re.findall(r'<section class="doc" id="doc\d+">\s*<h2>(.*?)</h2>', html) == [test[-1].id, test[0].id]
     assert "most confident (1, p=" in html and "Predicted:" in html and "Gold label:" in html
+
+
+def test_report_data_dir_and_yesno_examples(tiny_encoder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A yes/no QA run: `--data-dir` finds the test examples (the environment points elsewhere), the
+    two picked examples are explained, and the "Write more" line names the qa explain command."""
+    from test_interpret import yesno_run_dir
+
+    from clinical_ft import qa
+
+    card = load(TaskCard, FIX / "qa" / "pubmedqa_mini.yaml")
+    run = yesno_run_dir(tiny_encoder, tmp_path / "pqa_run", card)
+    test = qa.YESNO.load_split(card, "test", FIX / "qa")
+    assert len(test) == 2
+    engine.write_predictions(run / "predictions_test.jsonl", [
+        {"label": "no", "probability": 0.55, "probabilities": {"yes": 0.4, "no": 0.55, "maybe": 0.05}, "windows": 9},
+        {"label": "yes", "probability": 0.81, "probabilities": {"yes": 0.81, "no": 0.1, "maybe": 0.09}, "windows": 9}])
+    monkeypatch.setenv("CLINICAL_FT_DATA", str(tmp_path / "nowhere"))
+    out = tmp_path / "report.html"
+    assert cli.main(["report", "--run", str(run), "--out", str(out)]) == 0
+    assert "the test examples could not be read again" in out.read_text(encoding="utf-8")
+    assert cli.main(["report", "--run", str(run), "--out", str(out), "--data-dir", str(FIX / "qa")]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert re.findall(r'<section class="doc" id="doc\d+">\s*<h2>(.*?)</h2>', html) == [test[1].id, test[0].id]
+    assert "most confident (yes, p=0.810)" in html and "least confident (no, p=0.550)" in html
+    assert html.count("Predicted: ") == 2 and "Gold answer: " in html and "No example explanation" not in html
+    assert f"python -m clinical_ft.qa explain --model {run}" in html
+    data = [json.loads(m) for m in re.findall(r'class="data">(.*?)</script>', html)]
+    assert len(data) == 2 and all(t["scores"] is None for d in data for t in d["targets"])  # attention only
+
+    capsys.readouterr()
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("--no-examples must not load the model")
+
+    monkeypatch.setattr(engine, "load_run", no_load)
+    assert cli.main(["report", "--run", str(run), "--out", str(out), "--no-examples"]) == 0
+    html = out.read_text(encoding="utf-8")
+    assert "skipped on request (--no-examples)" in html and '<section class="doc"' not in html
+    assert "<script" not in html and "run report written to" in capsys.readouterr().out

@@ -4,7 +4,7 @@ written as self-contained offline HTML reports (plus PNG heatmaps beside them).
 - :func:`explain_notes`: sequence classifiers on long notes (readmission), chunk by chunk.
 - :func:`explain_relation`: relation classifiers on marked pairs ([CLS] or entity-start pooling).
 - :func:`explain_ner`: token classifiers, "why this entity".
-- :func:`explain_qa`: extractive QA, "why this span".
+- :func:`explain_qa`: extractive QA, "why this span", and yes/no QA (PubMedQA), "why this label".
 - :mod:`.attribution`: the generic core (a forward function + a target selector), with selectors for
   sequence classification, token classification and extractive QA (start/end logits); extra model
   inputs (e.g. ``entity_positions``) pass through to the model.

@@ -131,32 +131,37 @@ def relation_explain_cmd(task: Any, args: argparse.Namespace) -> int:
 
 
 def add_qa_explain_args(p: argparse.ArgumentParser) -> None:
-    """`explain` for extractive QA: --model RUN (--question Q --context C | --input squad.json) --out report.html."""
-    p.add_argument("--model", required=True, help="extractive QA run directory written by train")
+    """`explain` for QA: --model RUN (--question Q --context C | --input FILE) --out report.html."""
+    p.description = ("HTML report explaining a QA run's answers: for an extractive run the best span, for a yes/no "
+                     "run the predicted label; word attributions over question + context, and attention.")
+    p.add_argument("--model", required=True, help="QA run directory written by train (extractive or yes/no)")
     p.add_argument("--question", help="one question (with --context or --context-file)")
     p.add_argument("--context", help="the context text for --question")
     p.add_argument("--context-file", help="UTF-8 file holding the context for --question")
-    p.add_argument("--input", help="SQuAD v1 JSON (answers optional; shown as gold when present)")
+    p.add_argument("--input", help="SQuAD v1 JSON (answers optional), or PubMedQA-shaped JSON for a yes/no run "
+                   "(final_decision optional); gold answers are shown when present")
     _add_selection(p, "question")
 
 
 def qa_explain_cmd(task: Any, args: argparse.Namespace) -> int:
-    """Handler of ``python -m clinical_ft.qa explain``."""
+    """Handler of ``python -m clinical_ft.qa explain`` (extractive or yes/no, by the run's card)."""
     from .. import engine
-    from ..qa_data import QAExample, read_squad
+    from ..qa_data import QAExample, YesNoExample, read_squad, read_yesno
     from ..qa_yesno import YesNoTask
     from .qa_explain import explain_qa
 
     _check_steps(args)
-    if isinstance(task, YesNoTask):
-        raise ClinicalFTError(f"{args.model} is a yes/no QA run: explain supports extractive (span) QA runs only")
+    yesno = isinstance(task, YesNoTask)
     if args.input and not args.question:
-        examples, more = select(read_squad(args.input, require_answers=False), args.ids, args.limit, args.input)
+        items = read_yesno(args.input, require_labels=False) if yesno else read_squad(args.input, require_answers=False)
+        examples, more = select(items, args.ids, args.limit, args.input)
     elif args.question and not args.input and (args.context is not None) != bool(args.context_file):
         if args.context is None and not Path(args.context_file).is_file():
             raise ClinicalFTError(f"--context-file {args.context_file}: no such file")
         ctx = args.context if args.context is not None else Path(args.context_file).read_text(encoding="utf-8")
-        examples, more = [QAExample("question", args.question, ctx, None)], 0
+        examples = [YesNoExample("question", args.question, ctx, None) if yesno
+                    else QAExample("question", args.question, ctx, None)]
+        more = 0
     else:
         raise ClinicalFTError("explain needs --input FILE, or --question TEXT with one of --context TEXT / "
                               "--context-file FILE")

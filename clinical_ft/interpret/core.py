@@ -10,8 +10,9 @@ import numpy as np
 
 from ..chunking import Window
 from .attention import attention_maps, b64, forward_with_attentions, pool, pool_bins, quantize
+from .attribution import Selector, integrated_gradients
 from .heatmap import heatmap_png, safe_name, write_png
-from .html import ChunkView
+from .html import ChunkView, TargetView, esc
 from .textmap import TokenRef, word_scores
 
 
@@ -26,6 +27,8 @@ def attention_views(
     embed: set[int],
     probs: Sequence[float | None] | None = None,
     extra_inputs: dict[int, dict[str, Any]] | None = None,
+    indices: Sequence[int] | None = None,
+    n_windows: int | None = None,
     budget_bytes: int = 2_000_000,
 ) -> tuple[list[ChunkView], list[Any], dict[int, bytes]]:
     """Run every window through the model with eager attention and keep what the report needs.
@@ -40,6 +43,9 @@ def attention_views(
         embed: window indices whose PNG is also returned for embedding in the HTML.
         probs: per-window probability to show, if any.
         extra_inputs: window index -> further model inputs (e.g. a relation head's ``entity_positions``).
+        indices: each window's index in its document (default 0, 1, ...), when `windows` holds only
+            some of them (QA explains one window): names the window in the picker, PNG title and file.
+        n_windows: how many windows the document has (default ``len(windows)``).
         budget_bytes: bytes allowed for all pooled heatmaps of the document together.
 
     Returns:
@@ -47,6 +53,8 @@ def attention_views(
     """
     views, outputs, pngs = [], [], {}
     bins = 8
+    numbers = list(indices) if indices is not None else list(range(len(windows)))
+    total = n_windows if n_windows is not None else len(windows)
     for k, win in enumerate(windows):
         out, att = forward_with_attentions(model, win.input_ids, win.token_type_ids, (extra_inputs or {}).get(k))
         outputs.append(out)
@@ -60,12 +68,12 @@ def attention_views(
                 for name, p in queries.get(k, {}).items()}
         pooled = quantize(pool(maps, min(bins, t)), axis=(1, 2))
         del att
-        views.append(ChunkView(k, win.char_start, win.char_end, t, None if probs is None else probs[k],
+        views.append(ChunkView(numbers[k], win.char_start, win.char_end, t, None if probs is None else probs[k],
                                min(bins, t), b64(pooled), rows))
         labels = tokenizer.convert_ids_to_tokens(win.input_ids)
         png = heatmap_png([("rollout", maps[-1]), (f"layer {n_layers}, mean of heads", maps[-2])], labels,
-                          f"chunk {k + 1} of {len(windows)} ({t} tokens)")
-        write_png(png_folder, f"{doc_name}_chunk{k + 1:03d}.png", png)
+                          f"chunk {numbers[k] + 1} of {total} ({t} tokens)")
+        write_png(png_folder, f"{doc_name}_chunk{numbers[k] + 1:03d}.png", png)
         if k in embed:
             pngs[k] = png
     return views, outputs, pngs
@@ -101,14 +109,37 @@ def attribution_words(tokens: Sequence[TokenRef], scores: dict[int, np.ndarray],
     return word_scores(tokens, token_score, spans)
 
 
+def attribute(target: TargetView, model: Any, tokenizer: Any, win: Window, selector: Selector,
+              tokens: Sequence[TokenRef], spans: Sequence[tuple[int, int]], *, n_steps: int = 50,
+              extra_inputs: dict[str, Any] | None = None) -> list[tuple[int, int, float]]:
+    """Integrated gradients of `selector` on one window (window 0 of `tokens`), merged into words;
+    fills `target`'s colours and convergence details.
+
+    Returns:
+        (start, end, score) per attributed word of the shown text.
+    """
+    a = integrated_gradients(model, tokenizer, win.input_ids, selector, token_type_ids=win.token_type_ids,
+                             extra_inputs=extra_inputs, n_steps=n_steps)
+    words = attribution_words(tokens, {0: a.scores}, spans)
+    target.scores = colour_scale(tokens, words)
+    target.details = ig_details(a)
+    return words
+
+
+def class_table(labels: Sequence[str], probs: Sequence[float], k: int) -> str:
+    """Class probabilities as a table with bars, the predicted class `k` starred."""
+    rows = "".join(f'<tr><td>{esc(lab)}{" &#9733;" if i == k else ""}</td><td class="num">{p:.4f}</td>'
+                   f'<td><span class="bar" style="width:{100 * p:.0f}px"></span></td></tr>'
+                   for i, (lab, p) in enumerate(zip(labels, probs)))
+    return f"<table><tr><th>label</th><th>probability</th><th></th></tr>{rows}</table>"
+
+
 def doc_name(doc_id: str, n: int) -> str:
     return f"{n + 1:03d}_{safe_name(doc_id)}"
 
 
 def top_words_html(text: str, words: list[tuple[int, int, float]], what: str, n_up: int = 10, n_down: int = 5) -> str:
     """Two sentences naming the words that raised and lowered `what` most (escaped HTML)."""
-    from .html import esc
-
     ranked = sorted(words, key=lambda w: -w[2])
 
     def wl(ws: list[tuple[int, int, float]]) -> str:

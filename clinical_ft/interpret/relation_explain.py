@@ -15,16 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClinicalFTError
-from .attribution import class_log_odds, integrated_gradients
-from .core import (
-    attention_views,
-    attribution_words,
-    colour_scale,
-    doc_name,
-    ig_details,
-    model_shape,
-    top_words_html,
-)
+from .attribution import class_log_odds
+from .core import attention_views, attribute, class_table, doc_name, model_shape, top_words_html
 from .heatmap import png_dir
 from .html import DocView, TargetView, esc, page, render_doc, write_atomic
 from .textmap import owner_tokens, word_spans
@@ -110,9 +102,6 @@ def _marked(ex: Any, opts: Any) -> tuple[str, tuple[int, int]]:
 
 def _summary(run: Any, probs: list[float], k: int, gold: str | None, pooling: str, lost: bool,
              win: Any, text: str, words: list[tuple[int, int, float]]) -> str:
-    rows = "".join(f'<tr><td>{esc(lab)}{" &#9733;" if i == k else ""}</td><td class="num">{p:.4f}</td>'
-                   f'<td><span class="bar" style="width:{100 * p:.0f}px"></span></td></tr>'
-                   for i, (lab, p) in enumerate(zip(run.labels, probs)))
     pooled = ("the hidden states at the two argument start markers (entity-start pooling)" if pooling == "entity_start"
               else "the [CLS] hidden state")
     notes = [f"The head classifies {pooled}."]
@@ -127,8 +116,7 @@ def _summary(run: Any, probs: list[float], k: int, gold: str | None, pooling: st
     how = (f"Attributions explain its log-odds f = logit({esc(run.labels[k])}) - logsumexp(other logits)." if words
            else "Attention only (no attributions computed).")
     return (f"<p><b>Predicted: {esc(run.labels[k])}, probability {probs[k]:.4f}.</b> {how} {' '.join(notes)}</p>"
-            f"<table><tr><th>label</th><th>probability</th><th></th></tr>{rows}</table>"
-            + top_words_html(text, words, name))
+            + class_table(run.labels, probs, k) + top_words_html(text, words, name))
 
 
 def relation_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True,
@@ -162,11 +150,8 @@ def relation_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: b
     target = TargetView(f"{run.labels[k]} (p={probs[k]:.3f}): log-odds", main_query, 0)
     words: list[tuple[int, int, float]] = []
     if attributions:
-        a = integrated_gradients(model, tok, win.input_ids, class_log_odds(k), token_type_ids=win.token_type_ids,
-                                 extra_inputs=extra, n_steps=n_steps)
-        words = attribution_words(tokens, {0: a.scores}, spans)
-        target.scores = colour_scale(tokens, words)
-        target.details = ig_details(a)
+        words = attribute(target, model, tok, win, class_log_odds(k), tokens, spans, n_steps=n_steps,
+                          extra_inputs=extra)
     targets = [target]
     if extra:
         targets.append(TargetView("attention of the second argument's start marker", "e2", 0))

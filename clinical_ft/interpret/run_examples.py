@@ -36,11 +36,8 @@ def _task(card: Any) -> Any:
         from ..ner import TASK
     elif card.kind == "qa":
         from ..qa import task_for
-        from ..qa_yesno import YesNoTask
 
         TASK = task_for(card)
-        if isinstance(TASK, YesNoTask):
-            raise NoExamples("yes/no QA runs have no explain command yet, so no example is shown")
     else:
         raise NoExamples(f"task kind {card.kind!r} has no explain command")
     return TASK
@@ -66,16 +63,25 @@ def _picks(kind: str, run_dir: Path, examples: list[Any]) -> list[tuple[int, str
     preds = _jsonl(run_dir / "predictions_test.jsonl")
     if len(preds) != len(examples):
         raise NoExamples(f"predictions_test.jsonl has {len(preds)} predictions for {len(examples)} test examples")
+    if not preds:
+        raise NoExamples("the test split is empty")
     if kind == "relation":
-        conf = [(float(p[1]), i, p[0]) for i, p in enumerate(preds)]
-        hi, lo = max(conf), min(conf)
-        return [(hi[1], f"most confident ({hi[2]}, p={hi[0]:.3f})"), (lo[1], f"least confident ({lo[2]}, p={lo[0]:.3f})")]
+        return _confidence([(float(p[1]), i, p[0]) for i, p in enumerate(preds)])
+    if kind == "qa" and all(isinstance(p, dict) for p in preds):  # yes/no: label, probability, ...
+        return _confidence([(float(p["probability"]), i, p["label"]) for i, p in enumerate(preds)])
     if kind == "qa":
-        conf = [(float(p[0]["probability"]) if p else 0.0, i) for i, p in enumerate(preds)]
-        hi, lo = max(conf), min(conf)
-        return [(hi[1], f"most confident answer (p={hi[0]:.3f})"), (lo[1], f"least confident answer (p={lo[0]:.3f})")]
+        return _confidence([(float(p[0]["probability"]) if p else 0.0, i, "") for i, p in enumerate(preds)], " answer")
     counts = sorted(((-sum(t.startswith("B") for t in p), i) for i, p in enumerate(preds)))
     return [(i, f"{-c} predicted entit{'y' if c == -1 else 'ies'}") for c, i in counts[:2]]
+
+
+def _confidence(conf: list[tuple[float, int, str]], noun: str = "") -> list[tuple[int, str]]:
+    """(index, why) of the most and the least confident of (probability, index, label or "") triples."""
+    def why(c: tuple[float, int, str], which: str) -> str:
+        return f"{which} confident{noun} ({c[2] + ', ' if c[2] else ''}p={c[0]:.3f})"
+
+    hi, lo = max(conf), min(conf)
+    return [(hi[1], why(hi, "most")), (lo[1], why(lo, "least"))]
 
 
 def _has_predictions(kind: str, run_dir: Path) -> bool:
@@ -137,9 +143,9 @@ def _explain(kind: str, run: Any, examples: list[Any], folder: Path) -> list[str
 
         return [relation_section(run, e, n, folder, attributions=False) for n, e in enumerate(examples)]
     if kind == "qa":
-        from .qa_explain import qa_section
+        from .qa_explain import question_section
 
-        return [qa_section(run, e, n, folder, attributions=False) for n, e in enumerate(examples)]
+        return [question_section(run, e, n, folder, attributions=False) for n, e in enumerate(examples)]
     from .ner_explain import ner_section
 
     return [ner_section(run, f"{e.source}:{e.line}", " ".join(e.words), n, folder, attributions=False)

@@ -101,7 +101,8 @@ def build_report(run_dir: str | Path, out_html: str | Path, data_dir: str | Path
     if reports:
         items = "".join(f'<li><a href="{esc(_href(p, out))}">{esc(p.name)}</a></li>' for p in reports)
         sections.append(f"<h2>Explanation reports in the run directory</h2><ul>{items}</ul>")
-    examples, why = example_sections(run, out, data_dir) if examples_wanted else ([], "")
+    examples, why = (example_sections(run, out, data_dir) if examples_wanted
+                     else ([], "No example explanation is shown: skipped on request (--no-examples)."))
     sections.append("<h2>Example explanations</h2>" + (f"<p>{why}</p>" if why else "")
                     + f"<p>Write more with <code>python -m clinical_ft.{esc(explain_module(str(card.get('kind'))))} explain "
                     f"--model {esc(str(run))} ... --out report.html</code> (self-contained HTML with attributions "
