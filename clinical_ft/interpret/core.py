@@ -161,3 +161,40 @@ def model_shape(model: Any) -> tuple[int, int]:
     """(layers, heads) of the model's encoder, for the report's picker."""
     c = model.config
     return int(c.num_hidden_layers), int(c.num_attention_heads)
+
+
+def write_report(run: Any, out_html: str | Path, title: str, what: str, items: Sequence[Any],
+                 section: Any, *, attributions: bool, n_steps: int, setting: str = "") -> Path:
+    """Render one section per item into a self-contained HTML report (PNGs in ``<stem>_heatmaps/``).
+
+    Args:
+        run: the loaded run (its model is put in eval mode).
+        out_html: report path, written atomically.
+        title: page title.
+        what: the item's name in progress logs ("pair", "question", ...; never the text).
+        items: what to explain, one section each.
+        section: ``section(item, n, folder) -> str`` HTML of item ``n``.
+        attributions: whether integrated gradients were asked for (said in the intro).
+        n_steps: integration steps (said in the intro).
+        setting: extra intro text, e.g. the window size.
+
+    Returns:
+        The path of the HTML report.
+    """
+    import logging
+
+    from .heatmap import png_dir
+    from .html import page, write_atomic
+
+    log = logging.getLogger("clinical_ft.interpret")
+    out_html = Path(out_html)
+    run.model.eval()
+    folder = png_dir(out_html)
+    sections = []
+    for n, item in enumerate(items):
+        sections.append(section(item, n, folder))
+        log.info("explained %s %d of %d", what, n + 1, len(items))
+    intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
+             f"&middot; {setting}integrated gradients: {f'{n_steps} steps' if attributions else 'off'}. "
+             f"Heatmap PNGs: {esc(folder.name)}/</p>")
+    return write_atomic(out_html, page(title, intro, sections))

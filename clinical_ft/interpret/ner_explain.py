@@ -12,9 +12,8 @@ import numpy as np
 from ..chunking import tokenize_windows
 from ..errors import ClinicalFTError
 from .attribution import integrated_gradients, token_logit
-from .core import attention_views, attribution_words, colour_scale, doc_name
-from .heatmap import png_dir
-from .html import DocView, TargetView, esc, page, render_doc, write_atomic
+from .core import attention_views, attribution_words, colour_scale, doc_name, write_report
+from .html import DocView, TargetView, esc, render_doc
 from .textmap import owner_tokens, word_spans
 
 log = logging.getLogger("clinical_ft.interpret")
@@ -125,15 +124,7 @@ def explain_ner(run: Any, docs: list[tuple[str, str]], out_html: str | Path, *, 
     Returns:
         The path of the HTML report.
     """
-    out_html = Path(out_html)
-    run.model.eval()
-    folder = png_dir(out_html)
-    sections = []
-    for n, (doc_id, text) in enumerate(docs):
-        sections.append(ner_section(run, doc_id, text, n, folder, attributions=attributions, n_steps=n_steps,
-                                    max_entities=max_entities))
-        log.info("explained document %d of %d", n + 1, len(docs))
-    intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
-             f"&middot; integrated gradients: {f'{n_steps} steps' if attributions else 'off'}. "
-             f"Heatmap PNGs: {esc(folder.name)}/</p>")
-    return write_atomic(out_html, page("Entity explanations", intro, sections))
+    return write_report(run, out_html, "Entity explanations", "document", docs,
+                        lambda d, n, folder: ner_section(run, d[0], d[1], n, folder, attributions=attributions,
+                                                         n_steps=n_steps, max_entities=max_entities),
+                        attributions=attributions, n_steps=n_steps)

@@ -17,9 +17,8 @@ import numpy as np
 from ..chunking import Window
 from ..qa_post import best_spans
 from .attribution import span_logits
-from .core import attribute, top_words_html
-from .heatmap import png_dir
-from .html import TargetView, esc, page, write_atomic
+from .core import attribute, top_words_html, write_report
+from .html import TargetView, esc
 from .qa_pair import PairView, forward, pair_notes, pair_view, question_windows, render_pair, window_note
 from .textmap import word_spans
 
@@ -141,14 +140,8 @@ def explain_qa(run: Any, examples: list[Any], out_html: str | Path, *, attributi
     Returns:
         The path of the HTML report.
     """
-    out_html = Path(out_html)
-    run.model.eval()
-    folder = png_dir(out_html)
-    sections = []
-    for n, ex in enumerate(examples):
-        sections.append(question_section(run, ex, n, folder, attributions=attributions, n_steps=n_steps))
-        log.info("explained question %d of %d", n + 1, len(examples))
-    intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
-             f"&middot; windows of {run.cfg.max_length} tokens, stride {run.cfg.stride} &middot; integrated "
-             f"gradients: {f'{n_steps} steps' if attributions else 'off'}. Heatmap PNGs: {esc(folder.name)}/</p>")
-    return write_atomic(out_html, page("Answer explanations", intro, sections))
+    return write_report(run, out_html, "Answer explanations", "question", examples,
+                        lambda ex, n, folder: question_section(run, ex, n, folder, attributions=attributions,
+                                                               n_steps=n_steps),
+                        attributions=attributions, n_steps=n_steps,
+                        setting=f"windows of {run.cfg.max_length} tokens, stride {run.cfg.stride} &middot; ")

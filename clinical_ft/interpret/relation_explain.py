@@ -16,9 +16,8 @@ from typing import Any
 
 from ..errors import ClinicalFTError
 from .attribution import class_log_odds
-from .core import attention_views, attribute, class_table, doc_name, model_shape, top_words_html
-from .heatmap import png_dir
-from .html import DocView, TargetView, esc, page, render_doc, write_atomic
+from .core import attention_views, attribute, class_table, doc_name, model_shape, top_words_html, write_report
+from .html import DocView, TargetView, esc, render_doc
 from .textmap import owner_tokens, word_spans
 
 log = logging.getLogger("clinical_ft.interpret")
@@ -179,15 +178,8 @@ def explain_relation(run: Any, pairs: list[Any], out_html: str | Path, *, attrib
     Raises:
         ClinicalFTError: a sentence whose arguments are not marked.
     """
-    out_html = Path(out_html)
-    run.model.eval()
-    folder = png_dir(out_html)
     examples = [pair_example(str(p[0]), p[1]) if isinstance(p, tuple) else p for p in pairs]
-    sections = []
-    for n, ex in enumerate(examples):
-        sections.append(relation_section(run, ex, n, folder, attributions=attributions, n_steps=n_steps))
-        log.info("explained pair %d of %d", n + 1, len(examples))
-    intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
-             f"&middot; integrated gradients: {f'{n_steps} steps' if attributions else 'off'}. "
-             f"Heatmap PNGs: {esc(folder.name)}/</p>")
-    return write_atomic(out_html, page("Relation explanations", intro, sections))
+    return write_report(run, out_html, "Relation explanations", "pair", examples,
+                        lambda ex, n, folder: relation_section(run, ex, n, folder, attributions=attributions,
+                                                               n_steps=n_steps),
+                        attributions=attributions, n_steps=n_steps)
