@@ -35,7 +35,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from common import machine, now_utc, run_measured, write_json, write_text  # noqa: E402
 
-CONFIG = "configs/{kind}/minilm.yaml"  # ner/relation: learning_rate 1e-4, batch 32 (overridden below), max_length 128
+CONFIG = "configs/{kind}/minilm.yaml"  # shipped config (batch overridden below), max_length 128
 # (row name, config overrides, uses the DAPT encoder)
 ROWS: list[tuple[str, list[str], bool]] = [
     ("full", [], False),
