@@ -84,16 +84,17 @@ def _status_mb(key: str) -> float:
 
 def memory_child(n: int, words: int | None, block: int) -> None:
     """Run `predict` on n notes in this (fresh) process; print the peak RSS during `predict` alone
-    (Linux: the high-water mark is reset through /proc/self/clear_refs after the model is loaded)."""
+    (the engine's per-run peak window: on Linux VmHWM is reset after the model is loaded)."""
+    from clinical_ft import engine
     from clinical_ft.readmission import infer
 
     run = build_run(512, 64, 32)
     with tempfile.TemporaryDirectory() as d:
         write_notes(Path(d) / "notes.csv", n, words)
         loaded = _status_mb("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        engine.reset_peak_memory()  # VmHWM back to the current RSS
         s = infer.predict_csv(run, Path(d) / "notes.csv", Path(d) / "risk.csv", block_size=block, progress=False)
-        peak = _status_mb("VmHWM")
+        peak = engine.peak_memory_mb()
     print(json.dumps({"notes": n, "scored": s.scored, "tokens": s.tokens, "rss_before_predict_mb": loaded,
                       "peak_rss_during_predict_mb": peak, "growth_mb": peak - loaded,
                       "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
