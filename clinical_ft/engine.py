@@ -399,6 +399,17 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
     return restored
 
 
+def check_test_leakage(run: Run, split: str, examples: list[Any], data_dir: str | Path | None = None) -> None:
+    """Refuse to score the test split when its text was in the pre-training corpus of the run's encoder.
+
+    Raises:
+        ClinicalFTError: `split` is test and some of `examples`' text is in that corpus (leakage.check).
+    """
+    if split == "test":
+        leakage.check(run.card, [run.path, encoders.resolve(run.cfg.encoder)], data_dir,
+                      texts_fn=lambda: leakage.example_texts(examples))
+
+
 def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None,
              save_predictions: bool = False) -> dict[str, Any]:
     """Score `run` on a split of its card; writes ``eval_<split>.json`` into the run directory.
@@ -406,10 +417,8 @@ def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = Non
     With `save_predictions`, also writes ``predictions_<split>.jsonl``: one line per example, in
     the split's order, ``{"index": i, "prediction": ...}`` (e.g. for bootstrap intervals).
     """
-    if split == "test":  # refuse a test split whose text was in the encoder's pre-training corpus
-        leakage.check(run.card, [run.path, encoders.resolve(run.cfg.encoder)], data_dir,
-                      texts_fn=lambda: leakage.example_texts(task.load_split(run.card, "test", data_dir)))
     examples = task.load_split(run.card, split, data_dir)
+    check_test_leakage(run, split, examples, data_dir)
     encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
     start = time.perf_counter()
     preds = task.decode(examples, encoded, predict_raw(task, run, encoded), run.labels)

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .. import encoders, engine, leakage, resources, taskcli
+from .. import engine, resources, taskcli
 from ..config import TaskCard, TrainConfig, load, parse_overrides
 from ..errors import ClinicalFTError
 from . import infer
@@ -94,9 +94,7 @@ def evaluate_run(run: engine.Run, split: str, data_dir: str | None = None, batch
             (leakage.check, as in engine.evaluate).
     """
     notes = TASK.load_split(run.card, split, data_dir)
-    if split == "test":  # refuse a test split whose text was in the encoder's pre-training corpus
-        leakage.check(run.card, [run.path, encoders.resolve(run.cfg.encoder)], data_dir,
-                      texts_fn=lambda: leakage.example_texts(notes))
+    engine.check_test_leakage(run, split, notes, data_dir)
     blocks = ((notes[i:i + 1000], []) for i in range(0, len(notes), 1000))
     risks = [r for _, rs, _, _, _ in infer.iter_risks(run, blocks, batch_size) for r in rs]
     metrics = TASK.score(notes, risks, run.labels)
