@@ -75,6 +75,33 @@ def clinicalbert_loop(run, notes: list[tuple[str, str]]) -> dict[str, float]:
     return out
 
 
+def encoder_flops(lengths: list[int], cfg) -> float:
+    """Forward multiply-add FLOPs (x2) of a BERT encoder over sequences of these lengths.
+
+    Per layer and sequence of length L: Q, K, V and output projections 4*h*h*L, the feed-forward
+    2*h*i*L, attention scores and weighted sum 2*L*L*h; FLOPs = 2 x multiply-adds.
+    Embeddings, layer norms, softmax and the head are left out (< 2% here)."""
+    h, i, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    return float(sum(2 * n * (4 * h * h * L + 2 * h * i * L + 2 * L * L * h) for L in lengths))
+
+
+def flop_bound(run, notes: list[tuple[str, str]], batch: int) -> dict:
+    """How much faster than the reference `predict` can be from FLOPs alone: the reference pads every
+    window to 512; `predict` pads each length-sorted batch to its longest window."""
+    from clinical_ft.chunking import tokenize_windows
+
+    lengths = [len(w.input_ids) for w in tokenize_windows(run.tokenizer, [t for _, t in notes],
+                                                          max_length=run.cfg.max_length, stride=run.cfg.stride)]
+    srt = sorted(lengths, reverse=True)
+    padded = [srt[s] for s in range(0, len(srt), batch) for _ in srt[s:s + batch]]
+    cfg = run.model.config
+    ref, ours, real = (encoder_flops(x, cfg) for x in ([512] * len(lengths), padded, lengths))
+    return {"windows": len(lengths), "real_tokens": sum(lengths), "reference_positions": 512 * len(lengths),
+            "predict_positions": sum(padded), "reference_gflop": ref / 1e9, "predict_gflop": ours / 1e9,
+            "real_tokens_gflop": real / 1e9, "flop_ratio_reference_over_predict": ref / ours,
+            "flop_ratio_reference_over_real_tokens": ref / real}
+
+
 def _status_mb(key: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -104,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--notes", type=int, default=200)
     p.add_argument("--repeats", type=int, default=2, help="alternating timed runs of each; the fastest counts")
+    p.add_argument("--words", type=int, default=None,
+                   help="keep only each note's first N words in the timed run (how the ratio depends on note length)")
     p.add_argument("--memory-notes", default="500,2000", help="note counts for the peak-memory children")
     p.add_argument("--memory-words", type=int, default=60, help="truncate notes for the memory runs (speed)")
     p.add_argument("--block", type=int, default=250, help="notes per streamed block")
     p.add_argument("--out", default="benchmarks/readmission_throughput.json")
+    p.add_argument("--flops-only", action="store_true",
+                   help="only compute the FLOP bound for --notes and add it to --out (no timing)")
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
@@ -123,8 +154,15 @@ def main(argv: list[str] | None = None) -> int:
                  "model": "bundled MiniLM-L6, seeded untrained head", "max_length": 512, "stride": 64}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "notes.csv"
-        write_notes(path, args.notes)
+        write_notes(path, args.notes, args.words)
         notes = [(n.id, n.text) for n in load_notes(path, labels="ignore")]
+        bound = flop_bound(run, notes, run.cfg.per_device_eval_batch_size)
+        if args.flops_only:
+            old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+            old["flops"] = {"notes": args.notes, "words": args.words, **bound, "command": res["command"]}
+            Path(args.out).write_text(json.dumps(old, indent=2) + "\n")
+            print(json.dumps(old["flops"], indent=2))
+            return 0
         times = {"predict": [], "clinicalbert_loop": []}
         for _ in range(args.repeats):
             t = time.perf_counter()
@@ -137,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     diff = max(abs(ours[k] - ref[k]) for k in ref)
     best = {k: min(v) for k, v in times.items()}
     res.update({
-        "notes": args.notes, "chunks": s.windows, "tokens": s.tokens, "times_s": times,
+        "notes": args.notes, "words": args.words, "chunks": s.windows, "tokens": s.tokens, "times_s": times,
         "predict_notes_per_s": args.notes / best["predict"], "predict_tokens_per_s": s.tokens / best["predict"],
         "reference_notes_per_s": args.notes / best["clinicalbert_loop"],
         "reference_tokens_per_s": s.tokens / best["clinicalbert_loop"],
         "speedup": best["clinicalbert_loop"] / best["predict"], "max_abs_risk_diff": diff,
         "identical_within_1e-4": bool(diff < 1e-4),
+        "flops": {"notes": args.notes, "words": args.words, **bound},
     })
     res["memory"] = []
     for n in [int(x) for x in args.memory_notes.split(",") if x]:

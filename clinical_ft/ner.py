@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,36 @@ class NerTask:
                 out.update({f"{typ}_{m}": float(vals[m]) for m in ("precision", "recall", "f1-score")})
                 out[f"{typ}_support"] = float(vals["support"])
         return {k.replace("f1-score", "f1"): float(v) for k, v in out.items()}
+
+    def score_counts(self, examples: list[Sentence], predictions: list[list[str]], labels: list[str],
+                     key: str) -> tuple[np.ndarray, Callable[[np.ndarray], float]] | None:
+        """Per-sentence (true positives, predicted, gold) entity counts for `key` (``f1``, ``precision``,
+        ``recall``, or ``<Type>_f1`` etc.), and the function of their sums that gives `score`'s value.
+
+        Entity-level micro scores are sums over sentences (seqeval never lets an entity cross a
+        sentence), so a bootstrap can resample these rows instead of re-running seqeval each time."""
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        typ, _, metric = key.rpartition("_") if "_" in key else ("", "", key)
+        if metric not in ("f1", "precision", "recall"):
+            return None
+        rows = np.zeros((len(examples), 3), dtype=np.int64)
+        if len(predictions) != len(examples):
+            raise ValueError(f"{len(predictions)} predictions for {len(examples)} sentences")
+        for i, (sent, pred) in enumerate(zip(examples, predictions)):
+            if len(pred) != len(sent.tags or []):
+                raise ValueError(f"sentence {i}: {len(pred)} predicted tags for {len(sent.tags or [])} gold tags")
+            gold = {e for e in get_entities([_typed(t) for t in sent.tags or []]) if not typ or e[0] == typ}
+            got = {e for e in get_entities([_typed(t) for t in pred]) if not typ or e[0] == typ}
+            rows[i] = len(gold & got), len(got), len(gold)
+
+        def value(sums: np.ndarray) -> float:
+            tp, n_pred, n_gold = (float(x) for x in sums)
+            p = tp / n_pred if n_pred else 0.0
+            r = tp / n_gold if n_gold else 0.0
+            return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}[metric]
+
+        return rows, value
 
 
 TASK = NerTask()

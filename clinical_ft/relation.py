@@ -222,7 +222,7 @@ class RelationTask:
         from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
         gold = [e.label for e in examples]
-        pred = [p[0] if isinstance(p, tuple) else p for p in predictions]
+        pred = [p[0] if isinstance(p, (tuple, list)) else p for p in predictions]  # (label, prob); a list after JSON
         pos = positive_labels(labels) or labels
         p, r, f, _ = precision_recall_fscore_support(gold, pred, labels=pos, average="micro", zero_division=0)
         out = {"precision": p, "recall": r, "f1": f, "accuracy": accuracy_score(gold, pred) if gold else 0.0}

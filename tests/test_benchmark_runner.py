@@ -167,3 +167,32 @@ def test_grid_records_failures_resumes_and_reprints_the_table(
     monkeypatch.setattr(benchmark.engine, "train", None)
     assert main(["benchmark", "--table", str(out), "--format", "markdown"]) == 0
     assert capsys.readouterr().out.strip() == (out / "results.md").read_text().strip()
+
+
+def test_ner_bootstrap_from_entity_counts_equals_rescoring_with_seqeval() -> None:
+    """The fast path (summing per-sentence entity counts) gives seqeval's score on every resample."""
+    from clinical_ft.ner import TASK as NER
+
+    card = load(TaskCard, "tests/fixtures/ncbi_mini.yaml")
+    gold = NER.load_split(card, "test", "tests/fixtures")
+    rng = np.random.default_rng(3)
+    tags = ["O", "B-Disease", "I-Disease"]  # noisy predictions: some right, some split, some I- after O
+    preds = [[t if rng.random() < 0.7 else tags[rng.integers(0, 3)] for t in s.tags] for s in gold]
+    for key in ("f1", "precision", "recall", "Disease_f1"):
+        rows, value = NER.score_counts(gold, preds, [], key)
+        assert value(rows.sum(axis=0)) == pytest.approx(NER.score(gold, preds, [])[key], abs=1e-12)
+        for _ in range(5):
+            idx = rng.integers(0, len(gold), size=len(gold))
+            want = NER.score([gold[i] for i in idx], [preds[i] for i in idx], [])[key]
+            assert value(rows[idx].sum(axis=0)) == pytest.approx(want, abs=1e-12)
+    assert NER.score_counts(gold, preds, [], "Disease_support") is None  # not a count ratio: re-scored
+    with pytest.raises(ValueError, match="sentence 0"):  # misaligned predictions fail as seqeval does
+        NER.score_counts(gold, [p[:-1] for p in preds], [], "f1")
+
+    class Rescoring:  # the same task without the fast path
+        score = staticmethod(NER.score)
+
+    other = [[t if rng.random() < 0.8 else "O" for t in s.tags] for s in gold]  # a second seed's predictions
+    fast = bench_table.seed_mean_ci(NER, gold, [], [preds, other], "f1", 60, 0)
+    slow = bench_table.seed_mean_ci(Rescoring(), gold, [], [preds, other], "f1", 60, 0)
+    assert fast == pytest.approx(slow, abs=1e-12)

@@ -32,6 +32,9 @@ def test_micro_f1_excludes_the_negative_class() -> None:
     assert m["false_support"] == 2 and m["b_support"] == 2
     binary = TASK.score([_ex(g) for g in "1011"], ["1", "1", "0", "1"], ["0", "1"])
     assert binary["precision"] == pytest.approx(2 / 3) and binary["recall"] == pytest.approx(2 / 3)
+    # predictions read back from predictions_test.jsonl (the benchmark's bootstrap): tuples became lists
+    reread = json.loads(json.dumps([(p, 0.9) for p in pred]))
+    assert TASK.score([_ex(g) for g in gold], reread, ["false", "a", "b"]) == m
 
 
 def test_task_options_are_validated() -> None:
