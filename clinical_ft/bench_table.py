@@ -274,6 +274,7 @@ def write_tables(grid: Any, cells: list[Any], out: Path, fmt: str = "markdown") 
     for c, r in zip(cells, recs):
         if r["status"] == "done":
             groups.setdefault((c.card.name, c.encoder), []).append(c)
+
     def save_cache() -> None:  # after every interval, so an interrupted table keeps what it computed
         tmp = cache_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cache, indent=1), encoding="utf-8")

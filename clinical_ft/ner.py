@@ -173,16 +173,17 @@ class NerTask:
         sentence), so a bootstrap can resample these rows instead of re-running seqeval each time."""
         from seqeval.metrics.sequence_labeling import get_entities
 
-        typ, _, metric = key.rpartition("_") if "_" in key else ("", "", key)
+        typ, _, metric = key.rpartition("_")  # "f1" -> ("", "", "f1"); "Disease_f1" -> ("Disease", "_", "f1")
         if metric not in ("f1", "precision", "recall"):
             return None
-        rows = np.zeros((len(examples), 3), dtype=np.int64)
         if len(predictions) != len(examples):
             raise ValueError(f"{len(predictions)} predictions for {len(examples)} sentences")
+        rows = np.zeros((len(examples), 3), dtype=np.int64)
         for i, (sent, pred) in enumerate(zip(examples, predictions)):
-            if len(pred) != len(sent.tags or []):
-                raise ValueError(f"sentence {i}: {len(pred)} predicted tags for {len(sent.tags or [])} gold tags")
-            gold = {e for e in get_entities([_typed(t) for t in sent.tags or []]) if not typ or e[0] == typ}
+            tags = sent.tags or []
+            if len(pred) != len(tags):
+                raise ValueError(f"sentence {i}: {len(pred)} predicted tags for {len(tags)} gold tags")
+            gold = {e for e in get_entities([_typed(t) for t in tags]) if not typ or e[0] == typ}
             got = {e for e in get_entities([_typed(t) for t in pred]) if not typ or e[0] == typ}
             rows[i] = len(gold & got), len(got), len(gold)
 
