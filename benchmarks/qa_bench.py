@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     keys = ["exact_match", "f1"] if task is qa.EXTRACTIVE else ["accuracy", "macro_f1"]
+    majority = None
+    if task is not qa.EXTRACTIVE:  # the floor a collapsed classifier reaches: the training questions' majority class
+        top = Counter(x.label for x in train).most_common(1)[0][0]
+        gold = [x.label for x in test]
+        majority = {"label": top, "accuracy": float(accuracy_score(gold, [top] * len(gold))),
+                    "macro_f1": float(f1_score(gold, [top] * len(gold), labels=list(card.labels), average="macro",
+                                               zero_division=0))}
     result = {"task": args.task, "command": "python benchmarks/qa_bench.py " + " ".join(argv or sys.argv[1:]),
               "encoder": cfg.encoder, "budget": {"train_questions": len(train), "test_questions": len(test), **vars(args)},
-              "loadavg": list(os.getloadavg()), "clinical_ft": ours, "hf_baseline": hf,
+              "loadavg": list(os.getloadavg()), "clinical_ft": ours, "hf_baseline": hf, "majority_class": majority,
               "references": [vars(r) for r in card.references]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"qa_{args.task}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
@@ -111,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
           + (f", training windows without the answer kept with probability {args.negative_fraction:g} (both pipelines)"
              if task is qa.EXTRACTIVE else "") + f"; torch threads {args.threads}; load average at the end {result['loadavg']}.",
           "", "| pipeline | " + " | ".join(keys) + " | train windows | train s | test windows | predict s |",
-          "|---|" + "---|" * (len(keys) + 4), *rows, "",
+          "|---|" + "---|" * (len(keys) + 4), *rows,
+          *([f"| always {majority['label']!r} (training majority) | " + " | ".join(f"{100 * majority[k]:.2f}" for k in keys)
+             + " | | | | |"] if majority else []), "",
           "Ratio clinical_ft / HF baseline: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()), "",
           "Published references (full data, larger encoders, other protocols: NOT comparable with this budget):", ""]
     md += [f"- {r.model}: {r.score} ({r.metric}; {r.source})" for r in card.references]

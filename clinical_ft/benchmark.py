@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import engine, resources
+from . import engine, resources, rundir
 from .bench_table import ERROR, RESULT, SKIPPED, describe, status
 from .config import TaskCard, TrainConfig, dump_yaml, from_dict, load, parse_overrides, read_yaml, to_dict
 from .errors import ClinicalFTError, ConfigError, EncoderNotFound
@@ -165,12 +165,6 @@ def metric_key(card: TaskCard, task: Any, scores: dict[str, Any]) -> str:
     return key
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def run_cell(grid: Grid, cell: Cell) -> str:
     """Train (or finish) and score one run; record result.json, error.json or skipped.json.
 
@@ -193,19 +187,19 @@ def run_cell(grid: Grid, cell: Cell) -> str:
         m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
         keep = ("limited", "limited_reasons", "train_examples", "train_examples_available", "epochs_run",
                 "global_steps", "train_runtime_s", "device")
-        _write_json(d / RESULT, {
+        rundir.write_json(d / RESULT, {
             "status": "done", "card": cell.card.name, "kind": cell.card.kind, "encoder": cell.encoder,
             "seed": cell.seed, "metric": key, "value": float(scores[key]), "test_examples": scores["examples"],
-            "config_source": source, **{k: m.get(k) for k in keep}})
+            "config_source": source, **{k: m.get(k) for k in keep}}, default=str)
         if not grid.keep_models:
             (d / "model.safetensors").unlink(missing_ok=True)
         return "done"
     except (EncoderNotFound, TaskUnavailable) as exc:
-        _write_json(d / SKIPPED, {"status": "skipped", "type": type(exc).__name__, "reason": str(exc)})
+        rundir.write_json(d / SKIPPED, {"status": "skipped", "type": type(exc).__name__, "reason": str(exc)}, default=str)
         return "skipped"
     except Exception as exc:  # recorded, and the grid goes on; KeyboardInterrupt stops it (resume later)
-        _write_json(d / ERROR, {"status": "failed", "type": type(exc).__name__, "message": str(exc),
-                                "traceback": traceback.format_exc()})
+        rundir.write_json(d / ERROR, {"status": "failed", "type": type(exc).__name__, "message": str(exc),
+                                      "traceback": traceback.format_exc()}, default=str)
         return "failed"
     finally:
         if (d / "run.yaml").is_file():  # a model was built: free its reference cycles (gc is slow otherwise)

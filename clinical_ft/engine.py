@@ -13,33 +13,18 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__, encoders, leakage, methods
-from .config import TaskCard, TrainConfig, dump_yaml, file_values, from_dict, read_yaml, to_dict
+from . import __version__, encoders, leakage, methods, rundir
+from .config import TaskCard, TrainConfig, file_values
 from .errors import ClinicalFTError
+from .rundir import RUN_FILE, Run, check_resume, load_run  # noqa: F401  (public names of engine)
 from .taskapi import Encoded, Task
 
 log = logging.getLogger("clinical_ft")
-RUN_FILE = "run.yaml"
-# config fields that do not change what is trained: a resumed run may differ in these
-RESUME_FREE = ("logging_steps", "dataloader_num_workers", "per_device_eval_batch_size", "save_total_limit")
-
-
-@dataclass
-class Run:
-    """A trained run directory loaded back: card, config, labels, model, tokenizer."""
-
-    path: Path
-    card: TaskCard
-    cfg: TrainConfig
-    labels: list[str]
-    model: Any
-    tokenizer: Any
 
 
 def reset_peak_memory() -> None:
@@ -175,45 +160,12 @@ def limit_reasons(cfg: TrainConfig, n_train: tuple[int, int], n_dev: tuple[int, 
     return reasons
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    return sorted((out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").is_dir() else []
-
-
-def check_resume(out: Path, card: TaskCard, cfg: TrainConfig) -> None:
-    """Refuse to resume the interrupted run in `out` with another card or training config.
-
-    Raises:
-        ClinicalFTError: run.yaml differs in a training-relevant setting (all differences listed).
-    """
-    path = out / RUN_FILE
-    if not path.is_file():
-        return
-    data = read_yaml(path)
-    old_card = to_dict(from_dict(TaskCard, data.get("card"), f"{path} card"))
-    old_cfg = to_dict(from_dict(TrainConfig, data.get("config"), f"{path} config"))
-    new_card, new_cfg = to_dict(card), to_dict(cfg)
-    diffs = [f"card.{k}: {old_card[k]!r} in {RUN_FILE}, now {new_card[k]!r}"
-             for k in ("name", "version", "kind", "data", "labels", "columns") if old_card[k] != new_card[k]]
-    diffs += [f"{k}: {old_cfg[k]!r} in {RUN_FILE}, now {new_cfg[k]!r}"
-              for k in new_cfg if k not in RESUME_FREE and old_cfg[k] != new_cfg[k]]
-    if diffs:
-        raise ClinicalFTError(f"{out} holds an interrupted run trained with other settings; resume it with the same "
-                              "card, config and overrides, or pass --overwrite to start afresh:\n"
-                              + "\n".join(f"  - {d}" for d in diffs))
-
-
 def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str]) -> Any:
     def compute(pred: Any) -> dict[str, float]:
         preds = task.decode(examples, encoded, pred.predictions, labels)
         return task.score(examples, preds, labels)
 
     return compute
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def train(
@@ -245,7 +197,7 @@ def train(
         raise ClinicalFTError(f"{out} already holds a finished run; pass --overwrite or choose another --out")
     if overwrite:  # start afresh: never resume from a stale checkpoint of an earlier run
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    elif _checkpoints(out):
+    elif rundir.checkpoints(out):
         check_resume(out, card, cfg)
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
@@ -285,8 +237,8 @@ def train(
     main = trainer.is_world_process_zero()
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        _save_run_file(out, card, cfg, labels)
-    ckpts = _checkpoints(out)
+        rundir.save_run_file(out, card, cfg, labels)
+    ckpts = rundir.checkpoints(out)
     if ckpts:
         log.warning("resuming from the last checkpoint in %s", out / "checkpoints")
     reset_peak_memory()
@@ -322,56 +274,11 @@ def train(
         leakage.carry(encoders.resolve(cfg.encoder), out)
         tokenizer.save_pretrained(str(out))
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run keeps run.yaml instead
-        _write_json(out / "labels.json", labels)
-        _write_json(out / "metrics.json", metrics)
-        _write_model_card(out, card, cfg, metrics)
+        rundir.write_json(out / "labels.json", labels)
+        rundir.write_json(out / "metrics.json", metrics)
+        rundir.write_model_card(out, card, cfg, metrics)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return metrics
-
-
-def _save_run_file(out: Path, card: TaskCard, cfg: TrainConfig, labels: list[str]) -> None:
-    data = {"clinical_ft_version": __version__, "card": to_dict(card), "config": to_dict(cfg), "labels": labels}
-    header = "# Resolved card and config of this run, written by clinical_ft train. Read by evaluate/predict.\n"
-    dump_yaml(data, out / RUN_FILE, header)
-
-
-def _write_model_card(out: Path, card: TaskCard, cfg: TrainConfig, metrics: dict[str, Any]) -> None:
-    dev = metrics.get("validation", {})
-    lines = [
-        f"# {card.name} ({card.kind}) fine-tuned from `{cfg.encoder}`",
-        "",
-        f"Trained with clinical_ft {__version__} on card `{card.name}` v{card.version}: {card.description}",
-        "",
-        f"- training examples: {metrics['train_examples']} of {metrics['train_examples_available']}"
-        + (f" (LIMITED run: {'; '.join(metrics['limited_reasons'])}; not comparable with full-data results)"
-           if metrics["limited"] else ""),
-        f"- epochs run: {metrics['epochs_run']:.2f}, steps: {metrics['global_steps']}, seed: {cfg.seed}",
-        f"- learning rate {cfg.learning_rate}, batch {cfg.per_device_train_batch_size}, "
-        f"max_length {cfg.max_length}, stride {cfg.stride}",
-        f"- fine-tuning method: {methods.describe(cfg)}; trainable parameters {metrics['trainable_parameters']}",
-        f"- validation: {json.dumps({k: v for k, v in dev.items() if isinstance(v, float)}, default=float)}",
-        "",
-        "Intended use: research on biomedical/clinical text. Not a medical device; do not use for",
-        "individual clinical decisions without local validation. Full metrics: metrics.json.",
-    ]
-    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa") -> Run:
-    """Load a run directory written by `train` (model weights via safetensors)."""
-    path = Path(run_dir)
-    if not (path / RUN_FILE).is_file():
-        raise ClinicalFTError(f"{path} is not a clinical_ft run directory (no {RUN_FILE}); train one first")
-    data = read_yaml(path / RUN_FILE)
-    card = from_dict(TaskCard, data["card"], str(path / RUN_FILE) + " card")
-    cfg = from_dict(TrainConfig, data["config"], str(path / RUN_FILE) + " config")
-    if card.kind != task.kind:
-        raise ClinicalFTError(f"{path} was trained for task kind {card.kind!r}, not {task.kind!r}")
-    labels = list(data["labels"])
-    model = task.build_model(str(path), labels, cfg)
-    if attn_implementation != "sdpa":
-        model.set_attn_implementation(attn_implementation)
-    return Run(path, card, cfg, labels, model, encoders.load_tokenizer(str(path)))
 
 
 def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None = None) -> Any:
@@ -432,7 +339,7 @@ def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = Non
     artifacts = getattr(task, "write_artifacts", None)  # optional task hook, e.g. a confusion-matrix PNG
     if artifacts is not None:
         result["artifacts"] = artifacts(run.path, split, examples, preds, run.labels)
-    _write_json(run.path / f"eval_{split}.json", result)
+    rundir.write_json(run.path / f"eval_{split}.json", result)
     return result
 
 

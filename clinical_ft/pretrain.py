@@ -5,11 +5,11 @@ BERT-family encoder on in-domain text, producing an encoder directory that every
     python -m clinical_ft.pretrain --encoder minilm --text corpus/ --out encoders/minilm-bio \\
         --max-steps 500 --max-length 128 --whole-word-masking --exclude-card ner/ncbi_disease
 
-Text sources (files, or folders searched recursively): ``.txt`` one document per line;
-``.tsv``/``.conll``/``.iob`` CoNLL sentences (tokens joined by spaces); ``.json`` SQuAD-style
-contexts or PubMedQA contexts; ``.csv`` the ``--text-column`` of every row; ``.xml``/``.zip``
-DDI-2013 documents (the release zip, every part), one document per sentence. Documents are tokenized
-with special tokens, concatenated and cut into ``max_length`` blocks (transformers' run_mlm recipe).
+Text sources (files, or folders searched recursively): ``.txt`` one document per line, CoNLL
+``.tsv``/``.conll``/``.iob``, SQuAD or PubMedQA ``.json`` contexts, the ``--text-column`` of a ``.csv``,
+DDI-2013 ``.xml``/``.zip`` (one document per sentence); details in pretrain_text.py.
+Documents are tokenized with special tokens, concatenated and cut into ``max_length`` blocks
+(transformers' run_mlm recipe).
 
 ``--exclude-card`` drops every document holding a sentence of that card's test split, as the card's
 task reads the split (its examples' texts: PubMedQA contexts, the DDI test part, the held-out
@@ -35,74 +35,11 @@ from typing import Any
 
 from . import __version__, encoders, engine, leakage, resources
 from .config import TaskCard, load
-from .conll import read_conll
-from .errors import ClinicalFTError, InputError
+from .errors import ClinicalFTError
 from .methods import step_timer
-from .relation_data import ddi_sentences
+from .pretrain_text import read_sources
 
 log = logging.getLogger("clinical_ft.pretrain")
-SUFFIXES = (".txt", ".tsv", ".conll", ".iob", ".json", ".csv", ".xml", ".zip")
-
-
-def _read_file(path: Path, text_column: str) -> list[str]:
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        docs = []
-        for ln, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-            try:
-                docs.append(raw.decode("utf-8").strip())
-            except UnicodeDecodeError as exc:
-                raise InputError(path, ln, "UTF-8 text", f"byte 0x{raw[exc.start]:02x}") from None
-        return [d for d in docs if d]
-    if suffix in (".tsv", ".conll", ".iob"):
-        try:
-            sents, _ = read_conll(path, require_tags=False)
-        except InputError as exc:
-            raise InputError(path, exc.line, f"CoNLL token lines ({exc.expected}); tables go in a .csv with "
-                             "--text-column", exc.found) from None
-        return [" ".join(s.words) for s in sents]
-    if suffix == ".csv":
-        import pandas as pd
-
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        if text_column not in frame.columns:
-            raise InputError(path, 1, f"a column named {text_column!r} (--text-column)", f"columns {list(frame.columns)}")
-        return [t.strip() for t in frame[text_column] if t.strip()]
-    if suffix in (".xml", ".zip"):
-        return ddi_sentences(path)  # one document per sentence
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and isinstance(data.get("data"), list):  # SQuAD v1
-            ctx = [p["context"] for a in data["data"] for p in a.get("paragraphs", []) if p.get("context")]
-            return list(dict.fromkeys(ctx))  # the same snippet may serve several questions
-        if isinstance(data, dict) and data and all(isinstance(v, dict) and "CONTEXTS" in v for v in data.values()):
-            return [" ".join(v["CONTEXTS"]) for v in data.values()]  # PubMedQA: one abstract per PMID
-        raise InputError(path, None, "SQuAD JSON (data[].paragraphs[].context) or PubMedQA JSON "
-                         "(PMID -> {CONTEXTS: [...]})", f"a top-level {type(data).__name__} of another shape")
-    raise InputError(path, None, f"a file ending in one of {SUFFIXES}", path.suffix or "no suffix")
-
-
-def read_sources(paths: list[str], text_column: str = "text") -> list[tuple[Path, list[str]]]:
-    """(file, documents) for every file named or found (recursively, by suffix) in a folder named.
-
-    Raises:
-        InputError: a missing path, a folder without text files, or a malformed file.
-    """
-    out: list[tuple[Path, list[str]]] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
-            if not files:
-                raise InputError(path, None, f"files ending in {SUFFIXES}", "none")
-        elif path.is_file():
-            files = [path]
-        else:
-            raise InputError(path, None, "a text file or a folder of them", "nothing at that path")
-        out += [(f, _read_file(f, text_column)) for f in files]
-    return out
-
-
 def _excluded(cards: list[str], data_dir: str | None) -> tuple[dict[str, str], set[str]]:
     """sha256 -> card name of each test file that holds no training text (refused as a source), and
     the unit hashes of the test splits' examples as each card's task reads them (the texts that

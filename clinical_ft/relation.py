@@ -28,8 +28,9 @@ from . import encoders, engine, methods, taskcli
 from .chunking import centrality, tokenize_windows
 from .config import TaskCard, TrainConfig, from_dict
 from .data import carve, split_path
+from .ddi_xml import read_documents
 from .errors import ClinicalFTError, ConfigError, InputError
-from .relation_data import DDI_TYPES, RelExample, add_markers, read_documents, read_tsv
+from .relation_data import DDI_TYPES, RelExample, add_markers, read_tsv
 from .taskapi import Encoded
 
 log = logging.getLogger("clinical_ft.relation")

@@ -203,15 +203,16 @@ def test_notes_report_opens_offline_without_errors(browser: str, tiny_encoder: s
 
 
 def test_run_report_opens_offline_without_errors(browser: str, tmp_path: Path) -> None:
-    from clinical_ft import cli, engine
+    from clinical_ft import cli
     from clinical_ft.config import DataSpec, TaskCard, TrainConfig
     from clinical_ft.interpret.heatmap import heatmap_png
+    from clinical_ft.rundir import save_run_file
 
     run = tmp_path / "run"
     run.mkdir()
     card = TaskCard(name="synthetic", version=1, kind="readmission", data=DataSpec(format="csv", files={"test": "t"}),
                     metric="auroc")
-    engine._save_run_file(run, card, TrainConfig(), ["0", "1"])
+    save_run_file(run, card, TrainConfig(), ["0", "1"])
     (run / "metrics.json").write_text(json.dumps({"train_loss": 0.5, "validation": {"auroc": 0.7}}))
     (run / "curve.png").write_bytes(heatmap_png([("curve", np.eye(3))]))
     out = tmp_path / "run_report.html"
@@ -272,15 +273,16 @@ def test_run_report_with_example_explanations_opens_offline(browser: str, tiny_e
 
     from transformers import AutoModelForSequenceClassification
 
-    from clinical_ft import cli, encoders, engine
+    from clinical_ft import cli, encoders
     from clinical_ft.config import TaskCard, TrainConfig, load
+    from clinical_ft.rundir import save_run_file
 
     fix = Path(__file__).parent / "fixtures"
     run = tmp_path / "run"
     card = load(TaskCard, fix / "readmission" / "notes_mini.yaml")
     encoders.load_model(AutoModelForSequenceClassification, tiny_encoder, num_labels=2).save_pretrained(run)
     encoders.load_tokenizer(tiny_encoder).save_pretrained(run)
-    engine._save_run_file(run, card, TrainConfig(max_length=48, stride=12), list(card.labels))
+    save_run_file(run, card, TrainConfig(max_length=48, stride=12), list(card.labels))
     with (fix / "readmission" / "notes_mini" / "test.csv").open(encoding="utf-8", newline="") as fh:
         ids = [r["admission_id"] for r in csv.DictReader(fh)]
     (run / "predictions_test.csv").write_text(

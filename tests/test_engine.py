@@ -7,6 +7,7 @@ from datasets import Dataset
 from clinical_ft import benchmark, engine, resources
 from clinical_ft.config import TaskCard, TrainConfig, load
 from clinical_ft.errors import ClinicalFTError
+from clinical_ft.rundir import save_run_file
 
 
 def test_evaluation_keeps_dataset_order_under_length_grouping(tmp_path: Path, tiny_encoder: str) -> None:
@@ -59,7 +60,7 @@ def test_limit_reasons_include_command_line_budgets() -> None:
 def test_resume_refuses_other_training_settings(tmp_path: Path) -> None:
     card = load(TaskCard, "tests/fixtures/ncbi_mini.yaml")
     cfg = TrainConfig(encoder="minilm", learning_rate=3e-5)
-    engine._save_run_file(tmp_path, card, cfg, ["O", "B-Disease", "I-Disease"])
+    save_run_file(tmp_path, card, cfg, ["O", "B-Disease", "I-Disease"])
     (tmp_path / "checkpoints" / "checkpoint-2").mkdir(parents=True)
     engine.check_resume(tmp_path, card, cfg)  # identical: resumes
     engine.check_resume(tmp_path, card, dataclasses.replace(cfg, logging_steps=1, dataloader_num_workers=2))

@@ -16,6 +16,7 @@ from clinical_ft.chunking import tokenize_windows
 from clinical_ft.config import DataSpec, TaskCard, TrainConfig
 from clinical_ft.interpret import attention, attribution
 from clinical_ft.interpret.textmap import owner_tokens, segments
+from clinical_ft.rundir import save_run_file
 
 NOTE = ("SYNTHETIC NOTE (not a real patient). Pt admitted with CHF exacerbation & dyspnea <b>on exertion</b>.\n"
         "Diuresed with IV furosemide;  creatinine 1.9 -> 1.4. Café-au-lait macules noted 😀. "
@@ -192,7 +193,7 @@ def test_ner_explain_cli(tiny_encoder: str, tmp_path: Path) -> None:
     encoders.load_tokenizer(tiny_encoder).save_pretrained(rundir)
     card = TaskCard(name="ncbi_mini", version=1, kind="ner", data=DataSpec(format="conll", files={"test": "t.tsv"}),
                     metric="f1")
-    engine._save_run_file(rundir, card, TrainConfig(max_length=16, stride=4), labels)
+    save_run_file(rundir, card, TrainConfig(max_length=16, stride=4), labels)
     text = "Familial breast cancer & <i>cystic fibrosis</i> were ruled out; ataxia telangiectasia confirmed."
     out = tmp_path / "ner.html"
     assert ner.main(["explain", "--model", str(rundir), "--text", text, "--out", str(out), "--n-steps", "8"]) == 0
@@ -249,7 +250,7 @@ def _relation_run_dir(tiny_encoder: str, out: Path, **options: str) -> Path:
     tok.save_pretrained(out)
     card = TaskCard(name="ddi_mini", version=1, kind="relation", data=DataSpec(format="tsv", files={"test": "t.tsv"}),
                     metric="f1")
-    engine._save_run_file(out, card, cfg, REL_LABELS)
+    save_run_file(out, card, cfg, REL_LABELS)
     return out
 
 
@@ -270,7 +271,7 @@ def qa_dir(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     encoders.load_tokenizer(tiny_encoder).save_pretrained(out)
     card = TaskCard(name="squad_mini", version=1, kind="qa", data=DataSpec(format="squad", files={"test": "t.json"}),
                     metric="f1")
-    engine._save_run_file(out, card, TrainConfig(max_length=40, stride=8), [])
+    save_run_file(out, card, TrainConfig(max_length=40, stride=8), [])
     return out
 
 
@@ -519,7 +520,7 @@ def yesno_run_dir(tiny_encoder: str, out: Path, card: TaskCard | None = None) ->
     encoders.load_tokenizer(tiny_encoder).save_pretrained(out)
     card = card or TaskCard(name="pqa", version=1, kind="qa", metric="accuracy",
                             data=DataSpec(format="pubmedqa", files={"test": "t.json"}))
-    engine._save_run_file(out, card, TrainConfig(max_length=40, stride=8, aggregation="mean"), YESNO_LABELS)
+    save_run_file(out, card, TrainConfig(max_length=40, stride=8, aggregation="mean"), YESNO_LABELS)
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from clinical_ft import cli, encoders, engine
 from clinical_ft.config import DataSpec, TaskCard, TrainConfig, load
 from clinical_ft.interpret.heatmap import heatmap_png
+from clinical_ft.rundir import save_run_file
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -22,7 +23,7 @@ def make_run_dir(root: Path) -> Path:
     run.mkdir(parents=True)
     card = TaskCard(name="synthetic_readmission", version=1, kind="readmission",
                     data=DataSpec(format="csv", files={"test": "t.csv"}), metric="auroc")
-    engine._save_run_file(run, card, TrainConfig(max_length=64, stride=16), ["0", "1"])
+    save_run_file(run, card, TrainConfig(max_length=64, stride=16), ["0", "1"])
     (run / "metrics.json").write_text(json.dumps({"task": "synthetic_readmission", "train_loss": 0.61234,
                                                   "validation": {"auroc": 0.7123, "rp80": 0.25}}))
     (run / "eval_test.json").write_text(json.dumps({"split": "test", "examples": 40, "auroc": 0.6987}))
@@ -63,7 +64,7 @@ def readmission_run_with_predictions(root: Path, tiny_encoder: str) -> tuple[Pat
     torch.manual_seed(0)
     encoders.load_model(AutoModelForSequenceClassification, tiny_encoder, num_labels=2).save_pretrained(run)
     encoders.load_tokenizer(tiny_encoder).save_pretrained(run)
-    engine._save_run_file(run, card, TrainConfig(max_length=48, stride=12), list(card.labels))
+    save_run_file(run, card, TrainConfig(max_length=48, stride=12), list(card.labels))
     with (FIX / "readmission" / "notes_mini" / "test.csv").open(encoding="utf-8", newline="") as fh:
         ids = [r["admission_id"] for r in csv.DictReader(fh)]
     risk = {i: round(0.1 + 0.8 * k / (len(ids) - 1), 3) for k, i in enumerate(reversed(ids))}
@@ -110,7 +111,7 @@ def test_run_report_examples_from_benchmark_predictions(tiny_encoder: str, tmp_p
     tok = encoders.load_tokenizer(tiny_encoder)
     add_markers(tok)
     tok.save_pretrained(run)
-    engine._save_run_file(run, card, cfg, ["0", "1"])
+    save_run_file(run, card, cfg, ["0", "1"])
     out = tmp_path / "report.html"
     monkeypatch.setenv("CLINICAL_FT_DATA", str(FIX))
     assert cli.main(["report", "--run", str(run), "--out", str(out)]) == 0

@@ -13,7 +13,8 @@ from clinical_ft import leakage
 from clinical_ft.config import TaskCard, load
 from clinical_ft.errors import ClinicalFTError, InputError
 from clinical_ft.ner import main as ner_main
-from clinical_ft.pretrain import _blocks, _excluded, load_mlm, main, pretrain, read_sources
+from clinical_ft.pretrain import _blocks, _excluded, load_mlm, main, pretrain
+from clinical_ft.pretrain_text import read_sources
 
 CARD = "tests/fixtures/ncbi_mini.yaml"
 DATA = "tests/fixtures"

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from clinical_ft.ddi_xml import ddi_sentences, read_ddi
 from clinical_ft.errors import InputError
 from clinical_ft.relation_data import (
     DDI_TYPES,
     RelExample,
     add_markers,
-    ddi_sentences,
     mark,
-    read_ddi,
     read_tsv,
 )
 
