@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import rundir
 from .config import Reference, TaskCard, read_yaml
 
 log = logging.getLogger("clinical_ft.benchmark")
@@ -274,19 +275,12 @@ def write_tables(grid: Any, cells: list[Any], out: Path, fmt: str = "markdown") 
     for c, r in zip(cells, recs):
         if r["status"] == "done":
             groups.setdefault((c.card.name, c.encoder), []).append(c)
-
-    def save_cache() -> None:  # after every interval, so an interrupted table keeps what it computed
-        tmp = cache_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-        tmp.replace(cache_path)
-
     for k, group in groups.items() if grid.bootstrap > 0 else ():
         try:
             cis[k] = _group_ci(grid, group, [r for r in recs if (r["card"], r["encoder"]) == k and r["status"] == "done"], cache)
         except Exception as exc:  # the table still shows mean/sd; the interval says n/a
             log.warning("no bootstrap interval for %s x %s: %s: %s", *k, type(exc).__name__, exc)
-        save_cache()
-    save_cache()
+        rundir.write_json(cache_path, cache)  # after every interval, so an interrupted table keeps what it computed
     cards = {c.card.name: c.card for c in cells}
     rows = summarize(recs, cards, grid.budget(), cis)
     text = markdown(rows, macro(rows, len(cards)), recs, grid, out)

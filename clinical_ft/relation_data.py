@@ -12,7 +12,6 @@ declared falls back to the untyped markers, counted by the task) and ``mask`` (`
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-
-log = logging.getLogger("clinical_ft.relation")
 
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 MARKER_STYLES = ("entity_markers", "typed_markers", "mask")
