@@ -30,19 +30,20 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels")
 
 
 def _side(name: str, overrides: list[str], seed: int) -> dict[str, Any]:
-    from clinical_ft import encoders, engine
+    from clinical_ft import encoders
     from clinical_ft.ner import TASK
     from clinical_ft.taskcli import load_card_and_config
+    from clinical_ft.trainer import trainer_class, training_arguments
 
-    card, cfg = load_card_and_config("tasks/ner/ncbi_disease.yaml", "configs/ner/minilm.yaml",
-                                     overrides + ["eval_strategy=no"], None)
+    _, card, cfg = load_card_and_config("tasks/ner/ncbi_disease.yaml", "configs/ner/minilm.yaml",
+                                        overrides + ["eval_strategy=no"], None, "ner")
     tok = encoders.load_tokenizer(cfg.encoder)
     train = TASK.load_split(card, "train", None)
     labels = TASK.label_list(card, train)
     model = TASK.build_model(cfg.encoder, labels, cfg)
     ds = TASK.encode(tok, train, cfg, labels).dataset
-    targs = engine.training_arguments(cfg, Path("/tmp/ner_ab") / name, False, "f1")
-    trainer = engine._trainer_class()(model=model, args=targs, train_dataset=ds, processing_class=tok)
+    targs = training_arguments(cfg, Path("/tmp/ner_ab") / name, False, "f1")
+    trainer = trainer_class()(model=model, args=targs, train_dataset=ds, processing_class=tok)
     trainer.create_optimizer_and_scheduler(num_training_steps=10_000)
     bs = cfg.per_device_train_batch_size
     order = list(trainer._get_train_sampler(ds))

@@ -13,7 +13,7 @@ Faithful to run_ner.py (huggingface/transformers, examples/pytorch/token-classif
 - ``compute_metrics``: argmax over labels, drop -100 positions, seqeval overall
   precision/recall/F1/accuracy (what ``evaluate.load("seqeval")`` computes).
 
-It does not use clinical_ft's engine. It reads the CoNLL files with clinical_ft.conll only so
+It does not use clinical_ft's engine. It reads the CoNLL files with clinical_ft.ner.conll only so
 that both sides see exactly the same sentences and tags.
 
 Run: python benchmarks/ner_baseline_hf.py --out /tmp/ner_baseline --epochs 3
@@ -38,7 +38,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ncbi_di
 
 
 def read_split(path: Path, limit: int | None = None) -> dict[str, list]:
-    from clinical_ft.conll import read_conll
+    from clinical_ft.ner.conll import read_conll
 
     sents, _ = read_conll(path)
     sents = sents if limit is None else sents[:limit]

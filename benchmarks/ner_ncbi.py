@@ -65,8 +65,9 @@ def _ours_worker(work: Path, n_examples: int, config: str, overrides: list[str])
             self.counter = CountingCollator(super().collator(tokenizer))
             return self.counter
 
-    card, cfg = load_card_and_config(CARD, config, [f"max_train_examples={n_examples}", "num_train_epochs=1",
-                                                    "eval_strategy=no", "max_eval_examples=1", *overrides], None)
+    _, card, cfg = load_card_and_config(CARD, config, [f"max_train_examples={n_examples}", "num_train_epochs=1",
+                                                       "eval_strategy=no", "max_eval_examples=1", *overrides], None,
+                                        "ner")
     task = CountingNer()
     m = engine.train(task, card, cfg, work, overwrite=True)
     c = task.counter

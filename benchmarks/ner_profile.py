@@ -25,22 +25,23 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from clinical_ft import encoders, engine
+    from clinical_ft import encoders
     from clinical_ft.ner import TASK
     from clinical_ft.taskcli import load_card_and_config
+    from clinical_ft.trainer import trainer_class, training_arguments
 
     over = ["per_device_train_batch_size=8", "group_by_length=false", "learning_rate=5e-5", "warmup_ratio=0",
             "weight_decay=0", "max_length=512", "stride=0"] if args.baseline else []
-    card, cfg = load_card_and_config("tasks/ner/ncbi_disease.yaml", "configs/ner/minilm.yaml",
-                                     over + args.overrides + ["eval_strategy=no"], None)
+    _, card, cfg = load_card_and_config("tasks/ner/ncbi_disease.yaml", "configs/ner/minilm.yaml",
+                                        over + args.overrides + ["eval_strategy=no"], None, "ner")
     tok = encoders.load_tokenizer(cfg.encoder)
     train = TASK.load_split(card, "train", None)
     labels = TASK.label_list(card, train)
     model = TASK.build_model(cfg.encoder, labels, cfg)
     enc = TASK.encode(tok, train, cfg, labels)
-    targs = engine.training_arguments(cfg, __import__("pathlib").Path("/tmp/ner_profile"), False, "f1")
-    trainer = engine._trainer_class()(model=model, args=targs, train_dataset=enc.dataset,
-                                      data_collator=TASK.collator(tok), processing_class=tok)
+    targs = training_arguments(cfg, __import__("pathlib").Path("/tmp/ner_profile"), False, "f1")
+    trainer = trainer_class()(model=model, args=targs, train_dataset=enc.dataset,
+                              data_collator=TASK.collator(tok), processing_class=tok)
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
     opt, sched = trainer.optimizer, trainer.lr_scheduler
     model.train()

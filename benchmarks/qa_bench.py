@@ -38,7 +38,7 @@ def _ours(task: Any, card: Any, cfg: Any, test: list[Any], out: Path) -> dict[st
     run = engine.load_run(task, out)
     t0 = time.perf_counter()
     enc = task.encode(run.tokenizer, test, run.cfg, run.labels)
-    preds = task.decode(test, enc, engine.predict_raw(task, run, enc), run.labels)
+    preds = task.decode(test, enc, engine.predict_raw(task, run, enc), run.labels, run.cfg)
     predict_s = time.perf_counter() - t0
     return {"scores": task.score(test, preds, run.labels), "train_seconds": metrics["train_runtime_s"],
             "predict_seconds": predict_s, "train_features": metrics["train_features"], "test_features": len(enc.dataset)}
@@ -60,18 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from clinical_ft import encoders, qa
-    from clinical_ft.config import TaskCard, TrainConfig, load
-    from clinical_ft.qa_post import squad_scores
+    from clinical_ft import encoders, qa, registry
+    from clinical_ft.qa.post import squad_scores
 
     torch.set_num_threads(args.threads)
-    card = load(TaskCard, f"tasks/qa/{args.task}.yaml")
-    task = qa.task_for(card)
-    cfg = load(TrainConfig, "configs/qa/minilm.yaml", {
+    card = registry.load_card(f"tasks/qa/{args.task}.yaml")
+    task = registry.for_card(card)
+    cfg = registry.load_config("configs/qa/minilm.yaml", {
         "num_train_epochs": args.epochs, "max_train_examples": args.train_examples, "eval_strategy": "no",
         "max_eval_examples": 0,  # no validation pass: the budget goes to the test sample
         "learning_rate": args.lr, "per_device_train_batch_size": args.batch,
-        "task_options": {"train_negative_fraction": args.negative_fraction}})
+        "task_options": {"train_negative_fraction": args.negative_fraction}}, task)
     train = task.load_split(card, "train", None)[: args.train_examples]
     full_test = task.load_split(card, "test", None)
     keep = sorted(random.Random(args.sample_seed).sample(range(len(full_test)), min(args.test_examples, len(full_test))))

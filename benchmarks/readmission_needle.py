@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from clinical_ft import engine
-    from clinical_ft.readmission import infer, synthetic
+    from clinical_ft.readmission import synthetic
     from clinical_ft.readmission.metrics import readmission_metrics
     from clinical_ft.readmission.mimic import build_from_mimic
     from clinical_ft.readmission.notes import Note
@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(Note(str(r.admission_id), r.text, int(r.label), len(notes) + 1))
             firsts.append(first)
     y = [n.label for n in notes]
-    chunked, n_win, n_tok = infer.score_notes(run, notes)
+    chunked = engine.predict(TASK, run, notes)
     cut = [Note(n.id, truncate(tok, n.text), n.label, n.row) for n in notes]
-    truncated, _, _ = infer.score_notes(run, cut)
+    truncated = engine.predict(TASK, run, cut)
     res = {
         "command": "python benchmarks/readmission_needle.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": str(Path(args.model)), "encoder": run.cfg.encoder, "max_length": run.cfg.max_length,
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "min_first_cue_token": min(firsts) if firsts else None,
         "median_note_tokens": sorted(len(tok(n.text, add_special_tokens=False)["input_ids"]) for n in notes)[len(notes) // 2]
         if notes else None,
-        "truncation_first_512_tokens": readmission_metrics(y, [r.risk for r in truncated]),
-        "chunked_aggregation": readmission_metrics(y, [r.risk for r in chunked]),
+        "truncation_first_512_tokens": readmission_metrics(y, [r["risk"] for r in truncated]),
+        "chunked_aggregation": readmission_metrics(y, [r["risk"] for r in chunked]),
     }
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

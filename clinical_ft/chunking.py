@@ -8,6 +8,7 @@ it came from and which characters of it it covers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,3 +143,19 @@ def best_window_per_word(windows: Sequence[Window]) -> dict[int, tuple[int, int]
             if w not in best or cen[p] > best[w][2]:
                 best[w] = (wi, p, cen[p])
     return {w: (wi, p) for w, (wi, p, _) in best.items()}
+
+
+def fit_questions(tokenizer: Any, questions: list[str], max_length: int, stride: int) -> list[str]:
+    """Questions cut (with a warning) to at most half a window, so that each window keeps more than
+    `stride` context tokens (longer questions cannot be windowed). Returns the question strings."""
+    limit = max(1, min(max_length - stride - 4, max_length // 2))  # 3 special tokens; context > stride
+    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"] if questions else []
+    out, cut = [], 0
+    for q, offs in zip(questions, offsets):
+        if len(offs) > limit:
+            q, cut = q[: offs[limit - 1][1]], cut + 1
+        out.append(q)
+    if cut:
+        logging.getLogger("clinical_ft.chunking").warning("%d questions longer than %d tokens were cut to fit max_length %d with stride %d",
+                    cut, limit, max_length, stride)
+    return out

@@ -68,3 +68,10 @@ def load_model(model_cls: Any, name: str, **kwargs: Any) -> Any:
     """Load `model_cls` weights (safetensors preferred; .bin only via torch weights_only) with SDPA."""
     kwargs.setdefault("attn_implementation", "sdpa")
     return _load(model_cls, name, **kwargs)
+
+
+def load_classifier(model_cls: Any, name: str, labels: list[str], **kwargs: Any) -> Any:
+    """`load_model` for a classification head over `labels`: ``num_labels`` and both label maps set,
+    so a saved run's ``config.json`` names its classes."""
+    return load_model(model_cls, name, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                      label2id={t: i for i, t in enumerate(labels)}, **kwargs)

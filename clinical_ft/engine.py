@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import shutil
 import sys
 import time
@@ -19,117 +18,21 @@ from typing import Any
 import numpy as np
 
 from . import __version__, encoders, leakage, methods, rundir
+from .atomic import atomic_open, jsonable, write_json
 from .config import TaskCard, TrainConfig, file_values
 from .errors import ClinicalFTError
 from .rundir import RUN_FILE, Run, check_resume, load_run  # noqa: F401  (public names of engine)
-from .taskapi import Encoded, Task
+from .taskapi import Encoded, Task, selection_metric
+from .trainer import (
+    on_gpu,
+    peak_memory_mb,
+    precision_flags,
+    reset_peak_memory,
+    trainer_class,
+    training_arguments,
+)
 
 log = logging.getLogger("clinical_ft")
-
-
-def reset_peak_memory() -> None:
-    """Start a new peak-memory window, so that a run in a long process (the benchmark grid) is measured alone.
-
-    CUDA: ``reset_peak_memory_stats``. CPU on Linux: writing 5 to ``/proc/self/clear_refs`` resets the
-    resident high-water mark (VmHWM) to the current RSS; elsewhere the process-lifetime peak is kept.
-    """
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_memory_mb() -> float:
-    """Peak memory since the last `reset_peak_memory`: resident memory (CPU; VmHWM on Linux, else the
-    process-lifetime ``ru_maxrss``), or peak allocated GPU memory when on CUDA."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _on_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _precision_flags(precision: str) -> dict[str, bool]:
-    import torch
-
-    if precision == "auto":
-        on_gpu = _on_gpu()
-        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else ("fp16" if on_gpu else "fp32")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def training_arguments(cfg: TrainConfig, out_dir: Path, has_eval: bool, metric: str) -> Any:
-    """TrainingArguments from a TrainConfig: dynamic padding happens in the collator; here the
-    schedule (warmup + linear decay), length grouping, evaluation, checkpointing and seed."""
-    from transformers import TrainingArguments
-
-    evaluate = has_eval and cfg.eval_strategy != "no"
-    strategy = cfg.eval_strategy if evaluate else "no"
-    return TrainingArguments(
-        output_dir=str(out_dir / "checkpoints"),
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
-        lr_scheduler_type="linear",
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        eval_strategy=strategy,
-        eval_steps=cfg.eval_steps if strategy == "steps" else None,
-        save_strategy=strategy if evaluate else "epoch",
-        save_steps=cfg.eval_steps if strategy == "steps" else 500,
-        save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=evaluate,
-        metric_for_best_model=metric if evaluate else None,
-        greater_is_better=True,
-        logging_steps=cfg.logging_steps,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=cfg.dataloader_num_workers,
-        report_to=[],
-        dataloader_pin_memory=_on_gpu(),
-        **_precision_flags(cfg.precision),
-    )
-
-
-def _trainer_class() -> type:
-    from torch.utils.data import SequentialSampler
-    from transformers import Trainer
-
-    class OrderedEvalTrainer(Trainer):
-        """Trainer whose evaluation keeps dataset order.
-
-        transformers 5 also length-groups *evaluation* batches when train_sampling_strategy is
-        group_by_length; task decoders pair predictions with examples by position, so evaluation
-        stays sequential (distributed evaluation already is, via accelerate's sharding).
-        """
-
-        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
-            if eval_dataset is None:
-                return None
-            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
-
-    return OrderedEvalTrainer
 
 
 def _limit(examples: list[Any], n: int | None) -> list[Any]:
@@ -160,9 +63,9 @@ def limit_reasons(cfg: TrainConfig, n_train: tuple[int, int], n_dev: tuple[int, 
     return reasons
 
 
-def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str]) -> Any:
+def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str], cfg: TrainConfig) -> Any:
     def compute(pred: Any) -> dict[str, float]:
-        preds = task.decode(examples, encoded, pred.predictions, labels)
+        preds = task.decode(examples, encoded, pred.predictions, labels, cfg)
         return task.score(examples, preds, labels)
 
     return compute
@@ -216,20 +119,20 @@ def train(
     train_enc = task.encode(tokenizer, train_ex, cfg, labels)
     dev_enc = task.encode(tokenizer, dev_ex, cfg, labels) if dev_ex else None
 
-    metric = task.metric_for_best_model
+    metric = selection_metric(task, card)
     args = training_arguments(cfg, out, dev_enc is not None, metric)
     cbs = list(callbacks or [])
     cbs.append(timer := methods.step_timer())
     if args.load_best_model_at_end and cfg.early_stopping_patience > 0:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = _trainer_class()(
+    trainer = trainer_class()(
         model=model,
         args=args,
         train_dataset=train_enc.dataset,
         eval_dataset=dev_enc.dataset if dev_enc else None,
         data_collator=task.collator(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels) if dev_enc else None,
+        compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels, cfg) if dev_enc else None,
         preprocess_logits_for_metrics=task.reduce_logits,
         callbacks=cbs,
         optimizer_cls_and_kwargs=methods.optimizer_cls_and_kwargs(model, cfg, args),  # None unless LLRD
@@ -274,8 +177,8 @@ def train(
         leakage.carry(encoders.resolve(cfg.encoder), out)
         tokenizer.save_pretrained(str(out))
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run keeps run.yaml instead
-        rundir.write_json(out / "labels.json", labels)
-        rundir.write_json(out / "metrics.json", metrics)
+        write_json(out / "labels.json", labels)
+        write_json(out / "metrics.json", metrics)
         rundir.write_model_card(out, card, cfg, metrics)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return metrics
@@ -293,10 +196,10 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
     order = np.argsort(-lengths, kind="stable")
     args = TrainingArguments(
         output_dir=str(run.path / ".predict"), per_device_eval_batch_size=batch_size or run.cfg.per_device_eval_batch_size,
-        report_to=[], disable_tqdm=not sys.stderr.isatty(), dataloader_pin_memory=_on_gpu(),
-        **_precision_flags(run.cfg.precision),
+        report_to=[], disable_tqdm=not sys.stderr.isatty(), dataloader_pin_memory=on_gpu(),
+        **precision_flags(run.cfg.precision),
     )
-    trainer = _trainer_class()(model=run.model, args=args, data_collator=task.collator(run.tokenizer),
+    trainer = trainer_class()(model=run.model, args=args, data_collator=task.collator(run.tokenizer),
                       processing_class=run.tokenizer, preprocess_logits_for_metrics=task.reduce_logits)
     out = trainer.predict(ds.select(order.tolist()))
     shutil.rmtree(run.path / ".predict", ignore_errors=True)
@@ -317,40 +220,69 @@ def check_test_leakage(run: Run, split: str, examples: list[Any], data_dir: str 
                       texts_fn=lambda: leakage.example_texts(examples))
 
 
-def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None,
-             save_predictions: bool = False) -> dict[str, Any]:
-    """Score `run` on a split of its card; writes ``eval_<split>.json`` into the run directory.
+def predict(task: Task, run: Run, examples: list[Any], batch_size: int | None = None) -> list[Any]:
+    """One prediction per example (encode, batched forward, decode with the run's config)."""
+    if not examples:
+        return []
+    encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
+    return task.decode(examples, encoded, predict_raw(task, run, encoded, batch_size), run.labels, run.cfg)
 
-    With `save_predictions`, also writes ``predictions_<split>.jsonl``: one line per example, in
-    the split's order, ``{"index": i, "prediction": ...}`` (e.g. for bootstrap intervals).
+
+def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None,
+             batch_size: int | None = None) -> dict[str, Any]:
+    """Score `run` on a split of its card, the same way for every task.
+
+    Writes into the run directory ``eval_<split>.json`` (metrics; undefined ones, e.g. AUROC of a
+    one-class split, are ``null``; what the task's `input_report` says about reading the split; the
+    files its `write_artifacts` hook wrote) and ``predictions_<split>.jsonl`` (one line per example,
+    in the split's order: ``{"index": i, "prediction": ...}``, read back by :func:`read_predictions`).
+    Returns the metrics (NaN where undefined).
     """
     examples = task.load_split(run.card, split, data_dir)
     check_test_leakage(run, split, examples, data_dir)
-    encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
     start = time.perf_counter()
-    preds = task.decode(examples, encoded, predict_raw(task, run, encoded), run.labels)
+    preds = predict(task, run, examples, batch_size)
     metrics = task.score(examples, preds, run.labels)
-    result = {"split": split, "examples": len(examples), "seconds": time.perf_counter() - start, **metrics}
-    report = getattr(task, "input_report", None)  # optional task hook: what reading the split changed
-    if report is not None:
-        result.update(report(examples))
-    if save_predictions:
-        write_predictions(run.path / f"predictions_{split}.jsonl", preds)
-    artifacts = getattr(task, "write_artifacts", None)  # optional task hook, e.g. a confusion-matrix PNG
-    if artifacts is not None:
-        result["artifacts"] = artifacts(run.path, split, examples, preds, run.labels)
-    rundir.write_json(run.path / f"eval_{split}.json", result)
+    result = {"split": split, "examples": len(examples), "seconds": time.perf_counter() - start, **metrics,
+              **task.input_report(examples)}
+    write_predictions(predictions_path(run.path, split), preds)
+    artifacts = task.write_artifacts(run.path, split, examples, preds, run.labels, run.cfg)
+    if artifacts:
+        result["artifacts"] = artifacts
+    write_json(run.path / f"eval_{split}.json", result)
     return result
 
 
-def _jsonable(x: Any) -> Any:
-    return x.tolist() if hasattr(x, "tolist") else str(x)  # numpy scalars/arrays; anything else as text
+def predictions_path(run_dir: str | Path, split: str) -> Path:
+    """Where `evaluate` saves the per-example predictions of `split`."""
+    return Path(run_dir) / f"predictions_{split}.jsonl"
 
 
 def write_predictions(path: Path, predictions: list[Any]) -> None:
     """Per-example predictions as JSON lines ``{"index": i, "prediction": p}``, written atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         for i, pred in enumerate(predictions):
-            fh.write(json.dumps({"index": i, "prediction": pred}, default=_jsonable) + "\n")
-    tmp.replace(path)
+            fh.write(json.dumps({"index": i, "prediction": pred}, default=jsonable) + "\n")
+
+
+def read_predictions(path: str | Path) -> list[Any]:
+    """The predictions `write_predictions` wrote, in order.
+
+    Raises:
+        ClinicalFTError: the file is missing, or a line is not such a record (naming the line).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ClinicalFTError(f"{path}: cannot read predictions ({exc.strerror or exc})") from None
+    out = []
+    for ln, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+            if rec["index"] != len(out):
+                raise ValueError(f"index {rec['index']}, expected {len(out)}")
+            out.append(rec["prediction"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ClinicalFTError(f"{path}:{ln}: expected {{\"index\": i, \"prediction\": ...}} in order ({exc})") from None
+    return out

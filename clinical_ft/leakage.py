@@ -87,13 +87,18 @@ def split_texts(path: str | Path, fmt: str = "") -> Iterable[str]:
     """Every text of an evaluation file, read generically: CoNLL sentences (tokens joined by spaces),
     every string of a JSON file, every cell of a CSV/TSV table, else every line. Binary files (zip)
     yield nothing: only their file hash is compared."""
-    from .conll import read_conll
-
     path = Path(path)
     suffix = path.suffix.lower()
-    if fmt == "conll" or suffix in (".conll", ".iob", ".bio"):
-        sents, _ = read_conll(path, require_tags=False)
-        return [" ".join(s.words) for s in sents]
+    if fmt == "conll" or suffix in (".conll", ".iob", ".bio"):  # first column of each line, blank line between
+        sents, words = [], []
+        for line in path.read_text(encoding="utf-8-sig").splitlines() + [""]:
+            cols = line.split("\t") if "\t" in line else line.split()
+            if cols and cols[0] != "-DOCSTART-":
+                words.append(cols[0])
+            elif words:
+                sents.append(" ".join(words))
+                words = []
+        return sents
     if suffix == ".json":
         return list(_json_strings(json.loads(path.read_text(encoding="utf-8"))))
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, encoders, methods
+from .atomic import write_json, write_text  # noqa: F401  (write_json: a public name of rundir)
 from .config import TaskCard, TrainConfig, dump_yaml, from_dict, read_yaml, to_dict
 from .errors import ClinicalFTError
 from .taskapi import Task
@@ -32,14 +33,7 @@ class Run:
     labels: list[str]
     model: Any
     tokenizer: Any
-
-
-def write_json(path: Path, data: Any, default: Any = float) -> None:
-    """Write `data` as indented JSON atomically (a temporary file, then a rename); `default` turns
-    values json cannot write (numpy floats by default) into ones it can."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=default) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    task: Any = None  # the Task that trained it (taskapi.Task): explainers call its hooks through the run
 
 
 def checkpoints(out: Path) -> list[Path]:
@@ -94,7 +88,7 @@ def write_model_card(out: Path, card: TaskCard, cfg: TrainConfig, metrics: dict[
         "Intended use: research on biomedical/clinical text. Not a medical device; do not use for",
         "individual clinical decisions without local validation. Full metrics: metrics.json.",
     ]
-    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / "README.md", "\n".join(lines) + "\n")
 
 
 def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa") -> Run:
@@ -111,4 +105,4 @@ def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa")
     model = task.build_model(str(path), labels, cfg)
     if attn_implementation != "sdpa":
         model.set_attn_implementation(attn_implementation)
-    return Run(path, card, cfg, labels, model, encoders.load_tokenizer(str(path)))
+    return Run(path, card, cfg, labels, model, encoders.load_tokenizer(str(path)), task)

@@ -1,12 +1,22 @@
-"""The small protocol through which a task plugs into the shared training path (engine.py)."""
+"""The protocol through which a task plugs into the shared path (engine, runner, run report, explain).
+
+Every hook the engine, the benchmark runner, the tables and the run report call is declared here,
+the optional ones with their default behaviour, so a task's contract is read in one place. A task
+class subclasses `Task` explicitly (to inherit those defaults) and the registry (registry.py) is
+the only place that maps a card to it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from .config import TaskCard, TrainConfig
+from .config import TaskCard, TrainConfig, build
+from .errors import ConfigError
+
+SPLIT_ROLES = ("train", "validation", "test")
 
 
 @dataclass
@@ -15,34 +25,59 @@ class Encoded:
 
     Attributes:
         dataset: a `datasets.Dataset` holding only model inputs (`input_ids`, `attention_mask`,
-            `token_type_ids`, optional `labels`).
+            `token_type_ids`, optional `labels`, `length` for length grouping).
         meta: per-feature (or per-example) bookkeeping the task needs to decode predictions,
-            e.g. windows with document ids and offsets.
+            e.g. windows with document ids and offsets. Never a setting: `decode` gets the config.
     """
 
     dataset: Any
     meta: Any
 
 
-class Task(Protocol):
-    """What a task module supplies. The engine knows nothing else about tasks.
+@dataclass
+class NoOptions:
+    """`task_options` of a task that has none: any key is an error."""
 
-    Attributes:
-        kind: the card kind this task serves (``ner``, ``relation``, ...).
-        metric_for_best_model: key of `score`'s output used for early stopping and best checkpoint.
+
+class Task(Protocol):
+    """What a task supplies. The engine knows nothing else about tasks.
+
+    Class attributes (data the registry and validation read):
+        kind: the card kind this task serves (``ner``, ``relation``, ``qa``, ``readmission``).
+        formats: the ``data.format`` values it reads; where a kind has several heads, the format
+            picks the head (qa: ``squad``/``bioasq`` extractive, ``pubmedqa`` yes/no).
+        options: the dataclass of ``TrainConfig.task_options`` (unknown or mistyped keys fail).
+        file_roles: the ``data.files`` roles it reads, beyond train/validation/test (e.g. ``golden``).
+        columns: the ``card.columns`` roles it honours; empty means the format has no named
+            columns and a ``columns`` block is refused.
+        score_keys: keys `score` always returns; a card's ``metric`` must be one of them (or a
+            per-label key such as ``Disease_f1`` where `per_label_scores` is true).
+        metric_for_best_model: the default selection key when a card names none.
     """
 
-    kind: str
-    metric_for_best_model: str
+    kind: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+    options: ClassVar[type] = NoOptions
+    file_roles: ClassVar[tuple[str, ...]] = ()
+    columns: ClassVar[tuple[str, ...]] = ()
+    score_keys: ClassVar[tuple[str, ...]]
+    per_label_scores: ClassVar[bool] = False
+    metric_for_best_model: ClassVar[str]
 
+    # -- data -------------------------------------------------------------------------------------
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[Any]:
         """Read one split of the card's data into examples (raising InputError on bad rows)."""
 
     def label_list(self, card: TaskCard, train_examples: list[Any]) -> list[str]:
         """The label set: the card's, else derived from the training examples."""
 
+    def input_report(self, examples: list[Any]) -> dict[str, Any]:
+        """What reading a split changed or skipped (e.g. IOB repairs, skipped pairs), for eval JSON."""
+        return {}
+
+    # -- model ------------------------------------------------------------------------------------
     def build_model(self, encoder: str, labels: list[str], cfg: TrainConfig) -> Any:
-        """A Hugging Face model with this task's head on `encoder`."""
+        """A Hugging Face model with this task's head on `encoder` (also reloads a run directory)."""
 
     def encode(self, tokenizer: Any, examples: list[Any], cfg: TrainConfig, labels: list[str]) -> Encoded:
         """Tokenize (windowing long inputs) and attach training labels where examples have them."""
@@ -53,8 +88,76 @@ class Task(Protocol):
     def reduce_logits(self, logits: Any, labels: Any) -> Any:
         """Shrink logits before they are gathered (e.g. argmax); identity if unneeded."""
 
-    def decode(self, examples: list[Any], encoded: Encoded, predictions: Any, labels: list[str]) -> list[Any]:
-        """Turn per-feature predictions into one prediction per example."""
+    def decode(self, examples: list[Any], encoded: Encoded, predictions: Any, labels: list[str],
+               cfg: TrainConfig) -> list[Any]:
+        """Turn per-feature predictions into one JSON-ready prediction per example (settings such
+        as the aggregation come from `cfg`)."""
 
+    # -- scoring ----------------------------------------------------------------------------------
     def score(self, examples: list[Any], predictions: list[Any], labels: list[str]) -> dict[str, float]:
-        """The card's metric(s) for gold `examples` against `predictions`."""
+        """The card's metric(s) for gold `examples` against `predictions` (also predictions read
+        back from ``predictions_<split>.jsonl``)."""
+
+    def score_counts(self, examples: list[Any], predictions: list[Any], labels: list[str],
+                     key: str) -> tuple[Any, Callable[[Any], float]] | None:
+        """Per-example count rows and the function of their sums that gives `score`'s `key`, when the
+        metric is such a function (bootstrap by summing rows); None: re-score each resample."""
+        return None
+
+    def write_artifacts(self, run_dir: Path, split: str, examples: list[Any], predictions: list[Any],
+                        labels: list[str], cfg: TrainConfig) -> dict[str, Any]:
+        """Write plots or tables of an evaluation into `run_dir`; returns what was written, and with
+        which settings, for the eval JSON."""
+        return {}
+
+    # -- run report and explanations ----------------------------------------------------------------
+    def pick_examples(self, examples: list[Any], predictions: list[Any]) -> list[tuple[int, str]]:
+        """(index, why) of the (two) test examples the run report explains."""
+
+    def explain_section(self, run: Any, example: Any, n: int, folder: Path, *, attributions: bool,
+                        n_steps: int = 50) -> str:
+        """HTML section `n` of a report explaining one example of `run` (PNG heatmaps to `folder`),
+        built with clinical_ft.interpret: the prediction, attention and, with `attributions`,
+        integrated-gradient word attributions with their convergence delta."""
+
+
+def reports(task: Task, key: str) -> bool:
+    """Whether `key` is a score `task.score` reports: one of its `score_keys`, or a per-label key
+    (``<label>_f1``, ``_precision``, ``_recall``, ``_support``) where the task has them."""
+    if key in task.score_keys:
+        return True
+    label, _, metric = key.rpartition("_")
+    return task.per_label_scores and bool(label) and metric in ("f1", "precision", "recall", "support")
+
+
+def selection_metric(task: Task, card: TaskCard) -> str:
+    """The score that model selection maximises: the card's `metric`, else the task's default."""
+    return card.metric if reports(task, card.metric) else task.metric_for_best_model
+
+
+def task_options(task: Task, cfg: TrainConfig) -> Any:
+    """`cfg`'s ``task_options`` as the task's validated options dataclass.
+
+    Raises:
+        ConfigError: unknown or mistyped keys, out-of-range values, all listed together.
+    """
+    obj, problems = build(task.options, cfg.task_options, "task_options.")
+    if problems:
+        raise ConfigError(f"task_options ({task.kind})", problems)
+    return obj
+
+
+def check_card(task: Task, card: TaskCard) -> list[str]:
+    """What is wrong with `card` for `task`: unknown split roles, a columns block the format cannot
+    honour or unknown column roles, a metric the task does not report (empty: nothing)."""
+    roles = SPLIT_ROLES + task.file_roles
+    problems = [f"data.files.{r}: unknown split role; expected one of {list(roles)}" for r in card.data.files
+                if r not in roles]
+    if card.columns and not task.columns:
+        problems.append(f"columns: format {card.data.format!r} has no named columns; remove this block")
+    problems += [f"columns.{r}: unknown column role; expected one of {list(task.columns)}" for r in card.columns
+                 if task.columns and r not in task.columns]
+    if not reports(task, card.metric):
+        problems.append(f"metric: expected a score key of the {card.kind} task such as {list(task.score_keys)}"
+                        + (" or <label>_f1" if task.per_label_scores else "") + f", found {card.metric!r}")
+    return problems

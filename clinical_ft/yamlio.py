@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from .atomic import write_text
 from .errors import ConfigError
 
 
@@ -102,5 +103,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(obj: Any, path: str | Path, header: str = "") -> None:
+    """Write a dataclass or mapping as YAML (after the comment `header`), atomically."""
     text = yaml.safe_dump(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=False)
-    Path(path).write_text(header + text, encoding="utf-8")
+    write_text(path, header + text)

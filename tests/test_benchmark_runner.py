@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinical_ft import bench_table, benchmark
+from clinical_ft import registry
+from clinical_ft.bench import runner as benchmark
+from clinical_ft.bench import table as bench_table
 from clinical_ft.cli import main
 from clinical_ft.config import DataSpec, Reference, TaskCard, load
+from clinical_ft.ner import TASK as NER
+from clinical_ft.taskapi import Task, selection_metric
 
 CARDS = ["tests/fixtures/ncbi_mini.yaml", "tests/fixtures/bc5_mini.yaml"]
 FAST = ["max_length=32", "stride=8", "per_device_train_batch_size=2", "eval_strategy=no", "logging_steps=1"]
@@ -76,29 +80,24 @@ def test_reference_follows_the_encoder_and_config_resolution() -> None:
     assert bench_table.pick_reference(ncbi, "dmis-lab/biobert-base-cased-v1.2").model.startswith("BioBERT")
     assert bench_table.pick_reference(ncbi, "minilm") is ncbi.references[0]
     grid = benchmark.Grid(cards=[], encoders=[], seeds=[], overrides=["learning_rate=3e-5"], epochs=1, max_train_examples=9)
-    cfg, source = benchmark.run_config(grid, "ner", "biobert", 7)  # no configs/ner/biobert.yaml: minilm's
+    cfg, source = benchmark.run_config(grid, NER, "biobert", 7)  # no configs/ner/biobert.yaml: minilm's
     assert source.endswith("configs/ner/minilm.yaml") and cfg.encoder == "biobert" and cfg.seed == 7
     assert cfg.learning_rate == 3e-5 and cfg.num_train_epochs == 1.0 and cfg.max_train_examples == 9
     grid.config = "ner/bert_base"
-    assert benchmark.run_config(grid, "ner", "minilm", 1)[1].endswith("configs/ner/bert_base.yaml")
-    assert benchmark.run_config(benchmark.Grid([], [], []), "doc_classification", "minilm", 1)[1] == "defaults"
+    assert benchmark.run_config(grid, NER, "minilm", 1)[1].endswith("configs/ner/bert_base.yaml")
 
 
-def test_test_metric_is_the_one_the_card_names() -> None:
-    class Task:
-        metric_for_best_model = "f1"
+def test_test_metric_is_the_key_the_card_names() -> None:
+    """The card's metric is a score key (data); one the task does not report falls back to its default."""
+    def key(metric: str, kind: str = "qa", fmt: str = "bioasq") -> str:
+        card = TaskCard(name="x", version=1, kind=kind, data=DataSpec(format=fmt, files={"test": "t"}), metric=metric)
+        return selection_metric(registry.for_card(card), card)
 
-    scores = {"f1": 0.5, "mrr": 0.3, "precision": 0.2, "auroc": 0.7}
-
-    def key(text: str) -> str:
-        card = TaskCard(name="x", version=1, kind="qa", data=DataSpec(format="x", files={"test": "t"}), metric=text)
-        return benchmark.metric_key(card, Task(), scores)
-
-    assert key("seqeval entity-level f1 (test)") == "f1"
-    assert key("precision/recall/F1 of class 1 (test)") == "f1"  # the task's metric wins when named
-    assert key("BioASQ factoid mrr (test; strict_acc also reported)") == "mrr"
-    assert key("admission-level AUROC (test)") == "auroc"
-    assert key("a metric with no score key") == "f1"
+    assert key("mrr") == "mrr" and key("f1") == "f1"
+    assert key("accuracy", fmt="pubmedqa") == "accuracy"
+    assert key("Disease_f1", kind="ner", fmt="conll") == "Disease_f1"  # per-type keys of a per-label task
+    assert key("seqeval entity-level f1 (test)", kind="ner", fmt="conll") == "f1"  # prose (an old run.yaml)
+    assert key("auroc", kind="readmission", fmt="notes_csv") == "auroc"
 
 
 def _statuses(out: Path) -> dict[tuple[str, str, int], str]:
@@ -112,17 +111,20 @@ def test_grid_records_failures_resumes_and_reprints_the_table(
     broken = tmp_path / "broken.yaml"  # its data folder does not exist: the run fails, the grid goes on
     broken.write_text(Path(CARDS[0]).read_text().replace("name: ncbi_mini", "name: broken")
                       .replace("path: ncbi_mini", "path: no_such_folder"))
-    rel = tmp_path / "rel.yaml"  # a kind whose task module cannot be imported: skipped with the reason
+    rel = tmp_path / "rel.yaml"  # a relation card with a format no relation task reads: refused up front
     rel.write_text(broken.read_text().replace("name: broken", "name: rel_mini").replace("kind: ner", "kind: relation"))
-    monkeypatch.setitem(benchmark.KIND_MODULES, "relation", "clinical_ft._no_such_task_module")
     out = tmp_path / "bench"
     tiny = benchmark.encoder_slug(tiny_encoder)
-    argv = ["benchmark", *FAST, "--cards", *CARDS, str(broken), str(rel), "--encoders",
+    argv = ["benchmark", *FAST, "--cards", *CARDS, str(broken), "--encoders",
             f"{tiny_encoder},no-org/no-such-encoder", "--seeds", "1,2", "--max-steps", "2",
             "--data-dir", "tests/fixtures", "--bootstrap", "30", "--out", str(out)]
+    assert main([*argv[:-1], str(tmp_path / "refused"), "--cards", str(rel)]) == 2
+    err = capsys.readouterr().err
+    assert "rel.yaml" in err and "data.format: expected one of ['tsv', 'ddi_xml'] for kind relation" in err
+    assert not (tmp_path / "refused").exists()
     assert main(argv) == 0
     st = _statuses(out)
-    assert len(st) == 4 * 2 * 2
+    assert len(st) == 3 * 2 * 2
     assert {k: v for k, v in st.items() if v == "done"}.keys() == {
         (c, tiny, s) for c in ("ncbi_mini", "bc5_mini") for s in (1, 2)}
     run = out / "runs" / "bc5_mini" / tiny / "seed2"
@@ -135,13 +137,11 @@ def test_grid_records_failures_resumes_and_reprints_the_table(
     assert err["type"] == "ClinicalFTError" and "not found" in err["message"] and "Traceback" in err["traceback"]
     skip = json.loads((out / "runs" / "ncbi_mini" / "no-org__no-such-encoder" / "seed1" / "skipped.json").read_text())
     assert skip["type"] == "EncoderNotFound" and "not available offline" in skip["reason"]
-    skip = json.loads((out / "runs" / "rel_mini" / tiny / "seed2" / "skipped.json").read_text())
-    assert skip["type"] == "TaskUnavailable" and "_no_such_task_module" in skip["reason"]
     md = (out / "results.md").read_text()
     assert "**LIMITED runs**" in md and "93.04 (BioBERT v1.1)" in md and "EncoderNotFound" in md
     assert "| LIMITED: max_steps=2 |" in md
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
-    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 16
+    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 12
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 2
 
     # interruption: one run never started, one trained but not yet scored; resume redoes only those
@@ -171,8 +171,6 @@ def test_grid_records_failures_resumes_and_reprints_the_table(
 
 def test_ner_bootstrap_from_entity_counts_equals_rescoring_with_seqeval() -> None:
     """The fast path (summing per-sentence entity counts) gives seqeval's score on every resample."""
-    from clinical_ft.ner import TASK as NER
-
     card = load(TaskCard, "tests/fixtures/ncbi_mini.yaml")
     gold = NER.load_split(card, "test", "tests/fixtures")
     rng = np.random.default_rng(3)
@@ -189,8 +187,8 @@ def test_ner_bootstrap_from_entity_counts_equals_rescoring_with_seqeval() -> Non
     with pytest.raises(ValueError, match="sentence 0"):  # misaligned predictions fail as seqeval does
         NER.score_counts(gold, [p[:-1] for p in preds], [], "f1")
 
-    class Rescoring:  # the same task without the fast path
-        score = staticmethod(NER.score)
+    class Rescoring(type(NER)):  # the same task without the fast path (the protocol's default hook)
+        score_counts = Task.score_counts
 
     other = [[t if rng.random() < 0.8 else "O" for t in s.tags] for s in gold]  # a second seed's predictions
     fast = bench_table.seed_mean_ci(NER, gold, [], [preds, other], "f1", 60, 0)

@@ -231,8 +231,8 @@ def _relation_and_qa_reports(tmp_path: Path, tiny_encoder: str) -> list[Path]:
     from clinical_ft.config import DataSpec, TaskCard, TrainConfig
     from clinical_ft.engine import Run
     from clinical_ft.interpret import explain_qa, explain_relation
-    from clinical_ft.qa_data import QAExample
-    from clinical_ft.relation_data import add_markers
+    from clinical_ft.qa.readers import QAExample
+    from clinical_ft.relation.pairs import add_markers
 
     torch.manual_seed(0)
     cfg = TrainConfig(max_length=32, stride=8)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ft import resources
+from clinical_ft import registry, resources
 from clinical_ft.cli import main as cli_main
 from clinical_ft.config import TaskCard, TrainConfig, file_values, from_dict, load, parse_overrides, read_yaml
 from clinical_ft.errors import ConfigError
@@ -118,12 +118,14 @@ def test_every_shipped_card_and_config_is_valid_and_documented() -> None:
     cards = resources.list_shipped("tasks")
     configs = resources.list_shipped("configs")
     assert cards and configs
-    for kind, cls in (("tasks", TaskCard), ("configs", TrainConfig)):
+    for kind in ("tasks", "configs"):
         for rel in resources.list_shipped(kind):
             path = resources.find(rel, kind)
-            obj = load(cls, path)
-            if cls is TaskCard:
-                assert obj.references, f"{path}: cards carry published reference scores"
+            if kind == "tasks":  # whole: format, split roles, columns and metric against the card's task
+                assert registry.load_card(path).references, f"{path}: cards carry published reference scores"
+            else:  # task_options against the task of configs/<kind>/
+                assert registry.config_task(path) is not None, f"{path}: configs/<kind>/ names a task kind"
+                registry.load_config(path, None, registry.config_task(path))
             text = path.read_text()
             header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
             assert text.startswith("# "), f"{path}: must start with a comment"
@@ -138,3 +140,72 @@ def test_cli_ls_and_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     bad.write_text("encoder: minilm\nbatch: 3\n")
     assert cli_main(["validate", str(bad)]) == 2
     assert "batch: unknown key" in capsys.readouterr().err
+
+
+FIXTURE_CARDS = sorted(Path(__file__).parent.joinpath("fixtures").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", FIXTURE_CARDS, ids=[p.name for p in FIXTURE_CARDS])
+def test_every_fixture_card_is_valid_for_its_task(path: Path) -> None:
+    card = registry.load_card(path)
+    assert registry.for_card(card).kind == card.kind
+
+
+NCBI = """name: x
+version: 1
+kind: ner
+data:
+  format: conll
+  path: ncbi_mini
+  files: {train: train.tsv, validation: devel.tsv, test: test.tsv}
+metric: f1
+"""
+
+
+def test_misspelt_card_keys_fail_naming_file_and_key_all_together(tmp_path: Path) -> None:
+    card = tmp_path / "card.yaml"
+    card.write_text(NCBI.replace("validation:", "valdation:").replace("format: conll", "format: conlll")
+                    .replace("metric: f1", "metric: seqeval entity-level f1") + "columns: {tokens: token}\n")
+    with pytest.raises(ConfigError) as exc:
+        registry.load_card(card)
+    assert str(card) in str(exc.value)
+    assert exc.value.problems == ["data.format: expected one of ['conll'] for kind ner, found 'conlll'"]
+    card.write_text(NCBI.replace("validation:", "valdation:").replace("metric: f1", "metric: seqeval entity-level f1")
+                    + "columns: {tokens: token}\n")
+    with pytest.raises(ConfigError) as exc:
+        registry.load_card(card)
+    assert exc.value.problems == [
+        "data.files.valdation: unknown split role; expected one of ['train', 'validation', 'test']",
+        "columns: format 'conll' has no named columns; remove this block",
+        "metric: expected a score key of the ner task such as ['precision', 'recall', 'f1'] or <label>_f1, "
+        "found 'seqeval entity-level f1'"]
+    bad_kind = NCBI.replace("kind: ner", "kind: doc_classification")  # no task serves it
+    card.write_text(bad_kind)
+    with pytest.raises(ConfigError, match="kind: expected one of"):
+        registry.load_card(card)
+
+
+@pytest.mark.parametrize("kind,options", [("relation", {"poolin": "cls"}), ("relation", {"pooling": "avg"}),
+                                          ("ner", {"pooling": "cls"}), ("readmission", {"x": 1}),
+                                          ("qa", {"n_best_size": 99})])
+def test_task_options_are_validated_for_every_task(kind: str, options: dict, tmp_path: Path) -> None:
+    """Unknown, mistyped or out-of-range task_options fail for every kind, naming the file and the key."""
+    cfg = tmp_path / "configs" / kind / "c.yaml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("task_options:\n" + "".join(f"  {k}: {v}\n" for k, v in options.items()) + "warmup_ratio: 2\n")
+    for head in registry.heads(kind):
+        with pytest.raises(ConfigError) as exc:
+            registry.load_config(cfg, None, head)
+        assert str(cfg) in str(exc.value) and len(exc.value.problems) == 2  # reported with the other problem
+        assert any(p.startswith(f"task_options.{next(iter(options))}") for p in exc.value.problems)
+    assert cli_main(["validate", str(cfg)]) == 2  # the folder names the task whose options are checked
+
+
+def test_validate_reports_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = tmp_path / "tasks" / "card.yaml"
+    card.parent.mkdir()
+    card.write_text(NCBI.replace("test.tsv", "no_such_test.tsv"))
+    assert cli_main(["validate", str(card), "--data-dir", "tests/fixtures"]) == 0  # a valid card, data missing
+    out = capsys.readouterr().out
+    assert "valid task card" in out and "data missing" in out and "data.files.test: no_such_test.tsv" in out
+    assert "data.files.train" not in out

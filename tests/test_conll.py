@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ft.conll import read_conll, write_conll
 from clinical_ft.errors import InputError
+from clinical_ft.ner.conll import read_conll, write_conll
 
 
 def _w(tmp_path: Path, text: str | bytes) -> Path:

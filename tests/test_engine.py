@@ -4,9 +4,11 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from clinical_ft import benchmark, engine, resources
+from clinical_ft import engine, resources, trainer
+from clinical_ft.bench import runner as benchmark
 from clinical_ft.config import TaskCard, TrainConfig, load
 from clinical_ft.errors import ClinicalFTError
+from clinical_ft.ner import TASK as NER
 from clinical_ft.rundir import save_run_file
 
 
@@ -20,22 +22,22 @@ def test_evaluation_keeps_dataset_order_under_length_grouping(tmp_path: Path, ti
     assert args.warmup_steps == cfg.warmup_ratio and args.lr_scheduler_type == "linear"
     ds = Dataset.from_dict({"input_ids": [[101] + [7] * n + [102] for n in (1, 9, 3, 7, 2, 8, 5)]})
     model = AutoModelForTokenClassification.from_pretrained(tiny_encoder, num_labels=2)
-    trainer = engine._trainer_class()(model=model, args=args, eval_dataset=ds)
-    assert list(trainer.get_eval_dataloader().sampler) == list(range(len(ds)))
+    tr = trainer.trainer_class()(model=model, args=args, eval_dataset=ds)
+    assert list(tr.get_eval_dataloader().sampler) == list(range(len(ds)))
 
 
 def test_precision_auto_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    monkeypatch.setattr(engine, "_on_gpu", lambda: False)  # the same answer on a GPU machine
-    assert engine._precision_flags("auto") == {"bf16": False, "fp16": False}
-    assert engine._precision_flags("bf16") == {"bf16": True, "fp16": False}
-    monkeypatch.setattr(engine, "_on_gpu", lambda: True)
+    monkeypatch.setattr(trainer, "on_gpu", lambda: False)  # the same answer on a GPU machine
+    assert trainer.precision_flags("auto") == {"bf16": False, "fp16": False}
+    assert trainer.precision_flags("bf16") == {"bf16": True, "fp16": False}
+    monkeypatch.setattr(trainer, "on_gpu", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert engine._precision_flags("auto") == {"bf16": True, "fp16": False}
+    assert trainer.precision_flags("auto") == {"bf16": True, "fp16": False}
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert engine._precision_flags("auto") == {"bf16": False, "fp16": True}
-    assert engine._precision_flags("fp32") == {"bf16": False, "fp16": False}
+    assert trainer.precision_flags("auto") == {"bf16": False, "fp16": True}
+    assert trainer.precision_flags("fp32") == {"bf16": False, "fp16": False}
 
 
 def test_limit_reasons_include_command_line_budgets() -> None:
@@ -52,7 +54,7 @@ def test_limit_reasons_include_command_line_budgets() -> None:
     ]
     # the benchmark runner passes its budget options as a dict of overrides: the same check applies
     grid = benchmark.Grid(cards=[], encoders=[], seeds=[], epochs=1)
-    cfg, source = benchmark.run_config(grid, "ner", "minilm", 1)
+    cfg, source = benchmark.run_config(grid, NER, "minilm", 1)
     assert engine.limit_reasons(cfg, (10, 10), (0, 0)) == [f"num_train_epochs=1, below {full.num_train_epochs:g} in {source}"]
     assert engine.limit_reasons(TrainConfig(num_train_epochs=1), (10, 10), (0, 0)) == []  # no file to compare with
 

@@ -181,6 +181,7 @@ def test_ner_explain_cli(tiny_encoder: str, tmp_path: Path) -> None:
     from transformers import AutoModelForTokenClassification
 
     from clinical_ft import ner
+    from clinical_ft.ner import cli as ner_cli
 
     labels = ["O", "B-Disease", "I-Disease"]
     torch.manual_seed(0)
@@ -196,10 +197,10 @@ def test_ner_explain_cli(tiny_encoder: str, tmp_path: Path) -> None:
     save_run_file(rundir, card, TrainConfig(max_length=16, stride=4), labels)
     text = "Familial breast cancer & <i>cystic fibrosis</i> were ruled out; ataxia telangiectasia confirmed."
     out = tmp_path / "ner.html"
-    assert ner.main(["explain", "--model", str(rundir), "--text", text, "--out", str(out), "--n-steps", "8"]) == 0
+    assert ner_cli.main(["explain", "--model", str(rundir), "--text", text, "--out", str(out), "--n-steps", "8"]) == 0
     html = out.read_text(encoding="utf-8")
     run = engine.load_run(ner.TASK, rundir)
-    from clinical_ft.interpret.ner_explain import predict_entities
+    from clinical_ft.ner.explain import predict_entities
 
     _, ents = predict_entities(run, text)
     assert ents, "the biased random head should predict some entity"
@@ -209,10 +210,10 @@ def test_ner_explain_cli(tiny_encoder: str, tmp_path: Path) -> None:
     assert html.count("convergence delta") >= 1
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\n\nbroken \xff byte\n")
-    assert ner.main(["explain", "--model", str(rundir), "--input", str(bad), "--out", str(out)]) == 2
+    assert ner_cli.main(["explain", "--model", str(rundir), "--input", str(bad), "--out", str(out)]) == 2
     good = tmp_path / "good.txt"
     good.write_text("Cystic fibrosis.\n\nNo disease here.\n", encoding="utf-8")
-    assert ner.main(["explain", "--model", str(rundir), "--input", str(good), "--out", str(out),
+    assert ner_cli.main(["explain", "--model", str(rundir), "--input", str(good), "--out", str(out),
                      "--no-attributions"]) == 0
     assert out.read_text(encoding="utf-8").count('<section class="doc"') == 2
 
@@ -239,7 +240,7 @@ def _relation_run_dir(tiny_encoder: str, out: Path, **options: str) -> Path:
     import torch
 
     from clinical_ft import relation
-    from clinical_ft.relation_data import add_markers
+    from clinical_ft.relation.pairs import add_markers
 
     cfg = TrainConfig(max_length=32, stride=8, task_options=options)
     torch.manual_seed(1)
@@ -306,7 +307,7 @@ def test_extra_inputs_reach_the_entity_start_head(rel_dir: Path) -> None:
     import torch
 
     from clinical_ft import relation
-    from clinical_ft.interpret.relation_explain import pair_example
+    from clinical_ft.relation.explain import pair_example
 
     run = engine.load_run(relation.TASK, rel_dir)
     model, tok = run.model.eval(), run.tokenizer
@@ -343,7 +344,7 @@ def test_extra_inputs_reach_the_entity_start_head(rel_dir: Path) -> None:
 
 def test_parse_markers() -> None:
     from clinical_ft.errors import ClinicalFTError
-    from clinical_ft.interpret.relation_explain import pair_example, parse_markers
+    from clinical_ft.relation.explain import pair_example, parse_markers
 
     assert parse_markers("Milk [E1] may [/E1] and [E2:drug] EMCYT [/E2:drug].") == (
         "Milk may and EMCYT.", ((5, 8), (13, 18)), None)
@@ -360,16 +361,17 @@ def test_parse_markers() -> None:
 def test_relation_explain_cli(rel_dir: Path, tiny_encoder: str, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     from clinical_ft import relation
-    from clinical_ft.interpret.relation_explain import pair_example
+    from clinical_ft.relation import cli as relation_cli
+    from clinical_ft.relation.explain import pair_example
 
     out = tmp_path / "rel.html"
-    assert relation.main(["explain", "--model", str(rel_dir), "--text", REL_TEXT, "--out", str(out),
+    assert relation_cli.main(["explain", "--model", str(rel_dir), "--text", REL_TEXT, "--out", str(out),
                           "--n-steps", "8"]) == 0
     html = out.read_text(encoding="utf-8")
     _self_contained(html)
     run = engine.load_run(relation.TASK, rel_dir)
     ex = pair_example("text", REL_TEXT)
-    label, prob = relation.predict(run, [ex])[0]
+    label, prob = relation_cli.predict(run, [ex])[0]
     m = re.search(r"Predicted: (\w+), probability ([0-9]+\.[0-9]+)", html)
     assert m and m.group(1) == label and float(m.group(2)) == pytest.approx(prob, abs=1e-4)
     assert "".join(p for p, _ in _shown(html)[0]) == ex.marked("entity_markers")[0]
@@ -383,20 +385,20 @@ def test_relation_explain_cli(rel_dir: Path, tiny_encoder: str, tmp_path: Path,
     tsv = tmp_path / "pairs.tsv"
     tsv.write_text(f"index\tsentence\tlabel\n1\t{REL_TEXT}\tmechanism\n2\t@DRUG$ raises levels of @DRUG$.\tfalse\n",
                    encoding="utf-8")
-    assert relation.main(["explain", "--model", str(rel_dir), "--input", str(tsv), "--ids", "2,1", "--out", str(out),
+    assert relation_cli.main(["explain", "--model", str(rel_dir), "--input", str(tsv), "--ids", "2,1", "--out", str(out),
                           "--no-attributions"]) == 0
     html = out.read_text(encoding="utf-8")
     assert re.findall(r"<h2>(.*?)</h2>", html) == ["2", "1"] and "Gold label: mechanism" in html
     assert all(t["scores"] is None for d in _data(html) for t in d["targets"])
     capsys.readouterr()
-    assert relation.main(["explain", "--model", str(rel_dir), "--input", str(tsv), "--ids", "7", "--out",
+    assert relation_cli.main(["explain", "--model", str(rel_dir), "--input", str(tsv), "--ids", "7", "--out",
                           str(out)]) == 2
     assert "no item with id(s) ['7']" in capsys.readouterr().err
-    assert relation.main(["explain", "--model", str(rel_dir), "--text", "No arguments here.", "--out", str(out)]) == 2
+    assert relation_cli.main(["explain", "--model", str(rel_dir), "--text", "No arguments here.", "--out", str(out)]) == 2
     assert "[E1] x [/E1]" in capsys.readouterr().err
 
     mask_dir = _relation_run_dir(tiny_encoder, tmp_path / "mask_run", pooling="cls", marker="mask")
-    assert relation.main(["explain", "--model", str(mask_dir), "--text", REL_TEXT, "--out", str(out),
+    assert relation_cli.main(["explain", "--model", str(mask_dir), "--text", REL_TEXT, "--out", str(out),
                           "--n-steps", "4"]) == 0
     html = out.read_text(encoding="utf-8")
     shown = "".join(p for p, _ in _shown(html)[0])
@@ -426,16 +428,17 @@ def _spy_titles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_qa_explain_outlines_the_predicted_span(qa_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clinical_ft import qa
-    from clinical_ft.qa_data import QAExample
+    from clinical_ft.qa import cli as qa_cli
+    from clinical_ft.qa.readers import QAExample
 
     titles = _spy_titles(monkeypatch)
     out = tmp_path / "qa.html"
-    assert qa.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--context", CONTEXT,
+    assert qa_cli.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--context", CONTEXT,
                     "--out", str(out), "--n-steps", "8"]) == 0
     html = out.read_text(encoding="utf-8")
     _self_contained(html)
     run = engine.load_run(qa.EXTRACTIVE, qa_dir)
-    pred = qa.predict(qa.EXTRACTIVE, run, [QAExample("q", QUESTION, CONTEXT, None)])[0]
+    pred = qa_cli.predict(qa.EXTRACTIVE, run, [QAExample("q", QUESTION, CONTEXT, None)])[0]
     pieces = _shown(html)[0]
     shown = "".join(p for p, _ in pieces)
     assert shown == QUESTION + "\n\n" + CONTEXT
@@ -484,7 +487,7 @@ def test_qa_span_attributions_are_complete_on_a_pair(qa_dir: Path) -> None:
 
 
 def test_qa_explain_cli_input_and_errors(qa_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from clinical_ft import qa
+    from clinical_ft.qa import cli as qa_cli
 
     squad = {"data": [{"paragraphs": [{"context": CONTEXT, "qas": [
         {"id": "a", "question": QUESTION, "answers": [{"text": "EMCYT", "answer_start": CONTEXT.index("EMCYT")}]},
@@ -492,12 +495,12 @@ def test_qa_explain_cli_input_and_errors(qa_dir: Path, tmp_path: Path, capsys: p
     inp = tmp_path / "q.json"
     inp.write_text(json.dumps(squad), encoding="utf-8")
     out = tmp_path / "qa.html"
-    assert qa.main(["explain", "--model", str(qa_dir), "--input", str(inp), "--limit", "1", "--out", str(out),
+    assert qa_cli.main(["explain", "--model", str(qa_dir), "--input", str(inp), "--limit", "1", "--out", str(out),
                     "--no-attributions"]) == 0
     assert "1 more left out by --limit 1" in capsys.readouterr().out
     html = out.read_text(encoding="utf-8")
     assert html.count('<section class="doc"') == 1 and "Gold answer(s): <b>EMCYT</b>" in html
-    assert qa.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--out", str(out)]) == 2
+    assert qa_cli.main(["explain", "--model", str(qa_dir), "--question", QUESTION, "--out", str(out)]) == 2
     assert "--context" in capsys.readouterr().err
 
 
@@ -539,18 +542,19 @@ def test_yesno_explain_matches_predict_and_is_complete(yesno_dir: Path, tmp_path
     import torch
 
     from clinical_ft import qa
-    from clinical_ft.interpret.yesno_explain import predict_windows
-    from clinical_ft.qa_data import YesNoExample
+    from clinical_ft.qa import cli as qa_cli
+    from clinical_ft.qa.readers import YesNoExample
+    from clinical_ft.qa.yesno_explain import predict_windows
 
     titles = _spy_titles(monkeypatch)
     out = tmp_path / "yn.html"
-    assert qa.main(["explain", "--model", str(yesno_dir), "--question", YN_QUESTION, "--context", CONTEXT,
+    assert qa_cli.main(["explain", "--model", str(yesno_dir), "--question", YN_QUESTION, "--context", CONTEXT,
                     "--out", str(out), "--n-steps", "32"]) == 0
     html = out.read_text(encoding="utf-8")
     _self_contained(html)
     run = engine.load_run(qa.YESNO, yesno_dir)
     ex = YesNoExample("question", YN_QUESTION, CONTEXT, None)
-    row = qa.predict(qa.YESNO, run, [ex])[0]
+    row = qa_cli.predict(qa.YESNO, run, [ex])[0]
     m = re.search(r"Predicted: (\w+), probability ([0-9]+\.[0-9]+)", html)
     assert m and m.group(1) == row["label"] and float(m.group(2)) == pytest.approx(row["probability"], abs=1e-4)
     n = row["windows"]
@@ -589,22 +593,22 @@ def test_yesno_explain_matches_predict_and_is_complete(yesno_dir: Path, tmp_path
 
 
 def test_yesno_explain_cli_input(yesno_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from clinical_ft import qa
+    from clinical_ft.qa import cli as qa_cli
 
     out = tmp_path / "yn.html"
     pqa = str(Path(__file__).parent / "fixtures" / "qa" / "pubmedqa_mini" / "ori_pqal.json")
-    assert qa.main(["explain", "--model", str(yesno_dir), "--input", pqa, "--ids", "17113061,10808977",
+    assert qa_cli.main(["explain", "--model", str(yesno_dir), "--input", pqa, "--ids", "17113061,10808977",
                     "--out", str(out), "--no-attributions"]) == 0
     assert "2 question(s) explained" in capsys.readouterr().out
     html = out.read_text(encoding="utf-8")
     assert re.findall(r"<h2>(.*?)</h2>", html) == ["17113061", "10808977"]
     assert "Gold answer: no." in html and "Gold answer: yes." in html and "Attention only" in html
     assert all(t["scores"] is None for d in _data(html) for t in d["targets"])
-    assert qa.main(["explain", "--model", str(yesno_dir), "--input", pqa, "--ids", "nope", "--out", str(out)]) == 2
+    assert qa_cli.main(["explain", "--model", str(yesno_dir), "--input", pqa, "--ids", "nope", "--out", str(out)]) == 2
     assert "no item with id(s) ['nope']" in capsys.readouterr().err
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("Short context.", encoding="utf-8")
-    assert qa.main(["explain", "--model", str(yesno_dir), "--question", "Is it?", "--context-file", str(ctx),
+    assert qa_cli.main(["explain", "--model", str(yesno_dir), "--question", "Is it?", "--context-file", str(ctx),
                     "--out", str(out), "--n-steps", "4"]) == 0
     html = out.read_text(encoding="utf-8")
     assert "longer than one window" not in html and "(one window, as predict reports it)" in html

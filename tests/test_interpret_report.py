@@ -22,7 +22,7 @@ def make_run_dir(root: Path) -> Path:
     run = root / "runs" / "readmit"
     run.mkdir(parents=True)
     card = TaskCard(name="synthetic_readmission", version=1, kind="readmission",
-                    data=DataSpec(format="csv", files={"test": "t.csv"}), metric="auroc")
+                    data=DataSpec(format="notes_csv", files={"test": "t.csv"}), metric="auroc")
     save_run_file(run, card, TrainConfig(max_length=64, stride=16), ["0", "1"])
     (run / "metrics.json").write_text(json.dumps({"task": "synthetic_readmission", "train_loss": 0.61234,
                                                   "validation": {"auroc": 0.7123, "rp80": 0.25}}))
@@ -43,7 +43,7 @@ def test_run_report_embeds_metrics_curves_and_card(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
     assert "<script" not in html and "http://" not in html and "https://" not in html
     assert "synthetic_readmission" in html and "max_length: 64" in html
-    assert "No example explanation is shown: the run directory has no test predictions (predictions_test.csv" in html
+    assert "No example explanation is shown: the run directory has no test predictions (predictions_test.jsonl" in html
 
 
 def test_run_report_rejects_a_non_run(tmp_path: Path, capsys) -> None:
@@ -53,7 +53,7 @@ def test_run_report_rejects_a_non_run(tmp_path: Path, capsys) -> None:
 
 
 def readmission_run_with_predictions(root: Path, tiny_encoder: str) -> tuple[Path, dict[str, float]]:
-    """A run directory holding a (random) tiny model and predictions_test.csv of the notes_mini fixture."""
+    """A run directory holding a (random) tiny model and predictions_test.jsonl of the notes_mini fixture."""
     import csv
 
     import torch
@@ -68,8 +68,9 @@ def readmission_run_with_predictions(root: Path, tiny_encoder: str) -> tuple[Pat
     with (FIX / "readmission" / "notes_mini" / "test.csv").open(encoding="utf-8", newline="") as fh:
         ids = [r["admission_id"] for r in csv.DictReader(fh)]
     risk = {i: round(0.1 + 0.8 * k / (len(ids) - 1), 3) for k, i in enumerate(reversed(ids))}
-    rows = "".join(f"{i},{k % 2},{risk[i]},1\n" for k, i in enumerate(ids))
-    (run / "predictions_test.csv").write_text("admission_id,label,risk,n_chunks\n" + rows, encoding="utf-8")
+    engine.write_predictions(run / "predictions_test.jsonl", [
+        {"risk": risk[i], "n_chunks": 1, "top_chunk_start": 0, "top_chunk_end": 10, "top_chunk_prob": risk[i]}
+        for i in ids])
     return run, risk
 
 
@@ -102,7 +103,7 @@ def test_run_report_examples_from_benchmark_predictions(tiny_encoder: str, tmp_p
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Other tasks: predictions_test.jsonl as engine.evaluate(save_predictions=True) writes it (relation)."""
     from clinical_ft import relation
-    from clinical_ft.relation_data import add_markers, read_tsv
+    from clinical_ft.relation.pairs import add_markers, read_tsv
 
     card = load(TaskCard, FIX / "relation" / "gad_mini.yaml")
     cfg = TrainConfig(max_length=48, stride=8)

@@ -73,7 +73,7 @@ def test_clean_encoder_is_accepted_and_evaluation_checks_the_run_manifest(tiny_e
 def test_texts_are_taken_from_the_task_examples_not_only_the_test_file(tiny_encoder: str, tmp_path: Path) -> None:
     """PubMedQA's test file holds only ids and labels; its contexts live in another file. The check
     must see the contexts the task evaluates on."""
-    from clinical_ft.qa import task_for
+    from clinical_ft.registry import for_card as task_for
 
     card = load(TaskCard, "tests/fixtures/qa/pubmedqa_mini.yaml")
     task = task_for(card)
@@ -88,7 +88,7 @@ def test_texts_are_taken_from_the_task_examples_not_only_the_test_file(tiny_enco
 
 def test_glob_splits_and_test_files_shared_with_train(tiny_encoder: str, tmp_path: Path) -> None:
     """BioASQ's test split is a glob of batch files; COVID-QA's test articles live in the training file."""
-    from clinical_ft.qa import task_for
+    from clinical_ft.registry import for_card as task_for
 
     qa = "tests/fixtures/qa"
     bioasq = load(TaskCard, f"{qa}/bioasq_mini.yaml")

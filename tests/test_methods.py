@@ -13,6 +13,7 @@ from clinical_ft import engine, methods
 from clinical_ft.config import TaskCard, TrainConfig, from_dict, load
 from clinical_ft.errors import ClinicalFTError, ConfigError
 from clinical_ft.ner import TASK
+from clinical_ft.trainer import trainer_class
 
 CARD = "tests/fixtures/ncbi_mini.yaml"
 DATA = "tests/fixtures"
@@ -73,7 +74,7 @@ def test_llrd_groups_have_lrs_decayed_by_layer(tiny_encoder: str, tmp_path: Path
     model, cfg = _model(tiny_encoder, layerwise_lr_decay=0.5, learning_rate=1e-3)
     assert methods.optimizer_cls_and_kwargs(model, TrainConfig(), None) is None  # no LLRD: Trainer default
     args = engine.training_arguments(cfg, tmp_path, has_eval=False, metric="f1")
-    trainer = engine._trainer_class()(model=model, args=args,
+    trainer = trainer_class()(model=model, args=args,
                                       optimizer_cls_and_kwargs=methods.optimizer_cls_and_kwargs(model, cfg, args))
     opt = trainer.create_optimizer()
     where = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
@@ -169,7 +170,7 @@ REL_LABELS = ["false", "advise"]
 def test_added_marker_rows_train_while_old_rows_stay(tiny_encoder: str, method: str, extra: dict) -> None:
     from clinical_ft.encoders import load_tokenizer
     from clinical_ft.relation import TASK as REL
-    from clinical_ft.relation_data import RelExample
+    from clinical_ft.relation.pairs import RelExample
 
     cfg = TrainConfig(encoder=tiny_encoder, method=method, task_options={"marker": "typed_markers"}, **extra)
     model = REL.build_model(tiny_encoder, REL_LABELS, cfg)

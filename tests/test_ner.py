@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 
 from clinical_ft import engine
-from clinical_ft.conll import Sentence
-from clinical_ft.ner import TASK, main
+from clinical_ft.ner import TASK
+from clinical_ft.ner.cli import main
+from clinical_ft.ner.conll import Sentence
 
 CARD = "tests/fixtures/ncbi_mini.yaml"
 

@@ -12,9 +12,10 @@ import torch
 from clinical_ft import leakage
 from clinical_ft.config import TaskCard, load
 from clinical_ft.errors import ClinicalFTError, InputError
-from clinical_ft.ner import main as ner_main
-from clinical_ft.pretrain import _blocks, _excluded, load_mlm, main, pretrain
-from clinical_ft.pretrain_text import read_sources
+from clinical_ft.ner.cli import main as ner_main
+from clinical_ft.pretrain.cli import main
+from clinical_ft.pretrain.mlm import _blocks, _excluded, load_mlm, pretrain
+from clinical_ft.pretrain.text import read_sources
 
 CARD = "tests/fixtures/ncbi_mini.yaml"
 DATA = "tests/fixtures"
@@ -155,7 +156,7 @@ def test_exclude_card_reads_the_test_split_as_its_task_does(tiny_encoder: str, t
     BioASQ's test split is a glob: each exclusion comes from the test examples' own text."""
     from test_relation_data import zip_ddi
 
-    from clinical_ft.qa import task_for
+    from clinical_ft.registry import for_card as task_for
     from clinical_ft.relation import TASK as REL
 
     qa = "tests/fixtures/qa"

@@ -7,8 +7,10 @@ import pytest
 
 from clinical_ft import engine
 from clinical_ft.config import TaskCard, TrainConfig, load
-from clinical_ft.qa import EXTRACTIVE, YESNO, main, task_for
-from clinical_ft.qa_data import QAExample, read_squad
+from clinical_ft.qa import EXTRACTIVE, YESNO
+from clinical_ft.qa.cli import main
+from clinical_ft.qa.readers import QAExample, read_squad
+from clinical_ft.registry import for_card as task_for
 
 FIX = "tests/fixtures/qa"
 COVID, BIOASQ, PUBMEDQA = f"{FIX}/covid_mini.yaml", f"{FIX}/bioasq_mini.yaml", f"{FIX}/pubmedqa_mini.yaml"
@@ -55,7 +57,7 @@ def test_reanchoring_and_bad_json_are_reported(tmp_path: Path, caplog: pytest.Lo
 
 def test_malformed_articles_contexts_and_golden_questions_name_their_location(tmp_path: Path) -> None:
     from clinical_ft.errors import InputError
-    from clinical_ft.qa_data import read_bioasq_golden, read_yesno
+    from clinical_ft.qa.readers import read_bioasq_golden, read_yesno
 
     bad = tmp_path / "bad.json"
     ok = {"paragraphs": [{"context": "c", "qas": []}]}
@@ -108,7 +110,7 @@ def test_trains_saves_reloads_predicts(card_path: str, tiny_encoder: str, tmp_pa
     run = engine.load_run(task, tmp_path / "run")
     examples = task.load_split(run.card, "test", FIX)
     encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
-    preds = task.decode(examples, encoded, engine.predict_raw(task, run, encoded), run.labels)
+    preds = task.decode(examples, encoded, engine.predict_raw(task, run, encoded), run.labels, run.cfg)
     assert len(preds) == len(examples)
     scores = task.score(examples, preds, run.labels)
     assert task.metric_for_best_model in scores
@@ -174,7 +176,8 @@ def test_cli_yesno_train_predict(tiny_encoder: str, tmp_path: Path, capsys: pyte
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(PUBMEDQA).read_text().replace("format: pubmedqa", "format: csv"))
     assert main(["train", "--card", str(bad), "--out", str(tmp_path / "r"), "--encoder", tiny_encoder]) == 2
-    assert "not a QA format" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "data.format: expected one of ['squad', 'bioasq', 'pubmedqa'] for kind qa" in err
 
 
 def test_overlong_questions_are_cut_not_crashing(tiny_encoder: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from clinical_ft.qa import EXTRACTIVE, TOP_K
-from clinical_ft.qa_data import QAExample
-from clinical_ft.qa_post import (
+from clinical_ft.qa import EXTRACTIVE
+from clinical_ft.qa.extractive import TOP_K
+from clinical_ft.qa.post import (
     answer_token_span,
     best_spans,
     exact_match,
@@ -16,6 +16,7 @@ from clinical_ft.qa_post import (
     squad_scores,
     token_f1,
 )
+from clinical_ft.qa.readers import QAExample
 
 CONTEXT = "alpha beta gamma delta epsilon"
 #          0     6    11    17    23

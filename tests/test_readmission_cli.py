@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from clinical_ft import engine, leakage
-from clinical_ft.readmission import TASK, main, synthetic
-from clinical_ft.readmission.cli import evaluate_run
+from clinical_ft.readmission import TASK, synthetic
+from clinical_ft.readmission.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +54,12 @@ def test_evaluate_writes_metrics_predictions_and_curves(trained: Path, capsys: p
     assert main(["evaluate", "--model", str(trained), "--split", "test"]) == 0
     result = json.loads((trained / "eval_test.json").read_text())
     assert {"auroc", "auprc_avg_precision", "auprc_trapezoid", "rp80"} <= set(result)
-    assert result["aggregation"] == "max"
-    for name in ("roc_test.png", "pr_test.png", "predictions_test.csv"):
+    assert result["artifacts"] == {"plots": ["roc_test.png", "pr_test.png"], "aggregation": "max", "aggregation_c": 2.0}
+    for name in ("roc_test.png", "pr_test.png", "predictions_test.jsonl"):
         assert (trained / name).is_file()
-    rows = list(csv.DictReader((trained / "predictions_test.csv").open()))
-    assert len(rows) == result["admissions"]
+    rows = engine.read_predictions(trained / "predictions_test.jsonl")  # the format every task's evaluate writes
+    assert len(rows) == result["admissions"] and set(rows[0]) == {"risk", "n_chunks", "top_chunk_start",
+                                                                  "top_chunk_end", "top_chunk_prob"}
     assert "auroc" in capsys.readouterr().out
 
 
@@ -87,7 +88,7 @@ def test_one_class_split_writes_null_not_nan(trained: Path, prepared: Path, tmp_
     shutil.copytree(trained, tmp_path / "run")
     run = engine.load_run(TASK, tmp_path / "run")
     run.card.data.path = str(data)
-    result = evaluate_run(run, "test")
+    result = engine.evaluate(TASK, run, "test")
     assert math.isnan(result["auroc"])
 
     def no_constants(name: str) -> None:

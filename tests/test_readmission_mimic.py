@@ -10,7 +10,8 @@ import pytest
 
 from clinical_ft import encoders, resources
 from clinical_ft.errors import InputError
-from clinical_ft.readmission import main, mimic, synthetic
+from clinical_ft.readmission import mimic, synthetic
+from clinical_ft.readmission.cli import main
 from clinical_ft.readmission.prepare import prepare
 
 FIX = Path(__file__).parent / "fixtures" / "readmission"

@@ -10,8 +10,10 @@ from test_relation_data import zip_ddi
 from clinical_ft import engine
 from clinical_ft.config import TrainConfig
 from clinical_ft.errors import ConfigError, InputError
-from clinical_ft.relation import TASK, main, options
-from clinical_ft.relation_data import RelExample
+from clinical_ft.relation import TASK
+from clinical_ft.relation.cli import main
+from clinical_ft.relation.pairs import RelExample
+from clinical_ft.relation.task import options
 
 LABELS = ["false", "advise", "effect", "int", "mechanism"]
 
@@ -54,7 +56,7 @@ def test_task_options_are_validated() -> None:
 
 def test_entity_start_head_round_trip(tiny_encoder: str, tmp_path: Path) -> None:
     from clinical_ft.encoders import load_tokenizer
-    from clinical_ft.relation_model import EntityStartClassifier
+    from clinical_ft.relation.model import EntityStartClassifier
 
     cfg = TrainConfig(max_length=64, stride=8, task_options={"pooling": "entity_start", "marker": "entity_markers"})
     model = TASK.build_model(tiny_encoder, LABELS, cfg).eval()
@@ -179,7 +181,7 @@ def test_tsv_predict_and_unknown_label(tiny_encoder: str, tmp_path: Path, capsys
     bad = tmp_path / "bad.tsv"
     bad.write_text("a @GENE$ b @DISEASE$\t1\nc @GENE$ d @DISEASE$\tmaybe\n")
     run = engine.load_run(TASK, out)
-    from clinical_ft.relation_data import read_tsv
+    from clinical_ft.relation.pairs import read_tsv
 
     with pytest.raises(InputError, match="line 2.*maybe"):
         TASK.encode(run.tokenizer, read_tsv(bad), run.cfg, run.labels)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ft.ddi_xml import ddi_sentences, read_ddi
 from clinical_ft.errors import InputError
-from clinical_ft.relation_data import (
+from clinical_ft.relation.ddi_xml import ddi_sentences, read_ddi
+from clinical_ft.relation.pairs import (
     DDI_TYPES,
     RelExample,
     add_markers,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clinical_ft.ner import main as ner_main
+from clinical_ft.ner.cli import main as ner_main
 from clinical_ft.resources import data_root
 
 pytestmark = pytest.mark.slow

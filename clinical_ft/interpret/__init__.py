@@ -1,23 +1,20 @@
-"""Interpretability: attention heatmaps, attention rollout and integrated-gradient attributions,
-written as self-contained offline HTML reports (plus PNG heatmaps beside them).
+"""The explanation engine: attention heatmaps, attention rollout and captum integrated-gradient
+attributions mapped back to the original text, written as self-contained offline HTML reports
+(plus PNG heatmaps beside them). It imports no task: each task package builds its own report
+sections from these pieces (``clinical_ft/<task>/explain.py``) and hands them over through the
+Task protocol's ``explain_section`` hook.
 
-- :func:`explain_notes`: sequence classifiers on long notes (readmission), chunk by chunk.
-- :func:`explain_relation`: relation classifiers on marked pairs ([CLS] or entity-start pooling).
-- :func:`explain_ner`: token classifiers, "why this entity".
-- :func:`explain_qa`: extractive QA, "why this span", and yes/no QA (PubMedQA), "why this label".
-- :mod:`.attribution`: the generic core (a forward function + a target selector), with selectors for
-  sequence classification, token classification and extractive QA (start/end logits); extra model
-  inputs (e.g. ``entity_positions``) pass through to the model.
+- :mod:`.attribution`: integrated gradients (a forward function + a target selector), with
+  selectors for sequence classification, token classification and extractive QA (start/end logits).
+- :mod:`.attention`: eager attention only while attentions are needed; rollout; pooled maps.
+- :mod:`.core`, :mod:`.html`, :mod:`.textmap`, :mod:`.heatmap`: report pieces, text mapping, PNGs.
+- :func:`explain_notes`: any sequence classifier on long notes (readmission), window by window.
 """
 
 from __future__ import annotations
 
 from .attention import eager_attention, rollout
 from .attribution import Attribution, integrated_gradients
-from .ner_explain import explain_ner
 from .notes import explain_notes
-from .qa_explain import explain_qa
-from .relation_explain import explain_relation
 
-__all__ = ["Attribution", "eager_attention", "explain_ner", "explain_notes", "explain_qa", "explain_relation",
-           "integrated_gradients", "rollout"]
+__all__ = ["Attribution", "eager_attention", "explain_notes", "integrated_gradients", "rollout"]

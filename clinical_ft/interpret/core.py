@@ -198,3 +198,13 @@ def write_report(run: Any, out_html: str | Path, title: str, what: str, items: S
              f"&middot; {setting}integrated gradients: {f'{n_steps} steps' if attributions else 'off'}. "
              f"Heatmap PNGs: {esc(folder.name)}/</p>")
     return write_atomic(out_html, page(title, intro, sections))
+
+
+def most_and_least(conf: list[tuple[float, int, str]], noun: str = "") -> list[tuple[int, str]]:
+    """(index, why) of the most and the least confident of (probability, index, label or "") triples:
+    the examples a run report explains."""
+    def why(c: tuple[float, int, str], which: str) -> str:
+        return f"{which} confident{noun} ({c[2] + ', ' if c[2] else ''}p={c[0]:.3f})"
+
+    hi, lo = max(conf), min(conf)
+    return [(hi[1], why(hi, "most")), (lo[1], why(lo, "least"))]

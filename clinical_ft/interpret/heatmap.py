@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_open
+
 
 def heatmap_png(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[str] | None = None,
                 title: str = "") -> bytes:
@@ -58,7 +60,6 @@ def png_dir(out_html: Path) -> Path:
 def write_png(folder: Path, name: str, png: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as fh:
+        fh.write(png)
     return path

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
 from .textmap import TokenRef, segments
 
 esc = html.escape
@@ -200,10 +201,8 @@ def page(title: str, intro_html: str, sections: list[str], with_js: bool = True)
 
 
 def write_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` via a temporary file and rename."""
+    """Write `text` to `path` atomically (atomic.write_text), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, text)
     return path

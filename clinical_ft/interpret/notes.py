@@ -53,7 +53,7 @@ def _summary(name: str, score: float, method: str, probs: list[float], windows: 
 
 
 def explain_notes(run: Run, notes: list[tuple[str, str]], out_html: str | Path, *, attributions: bool = True,
-                  n_steps: int = 50, top_chunks: int = 2, positive: int = 1) -> Path:
+                  n_steps: int = 50, top_chunks: int = 2, positive: int = 1, title: str = "") -> Path:
     """Write one self-contained HTML report explaining a sequence classifier on (long) notes.
 
     For each note: the probability of every chunk (token window of ``run.cfg.max_length`` with
@@ -70,6 +70,7 @@ def explain_notes(run: Run, notes: list[tuple[str, str]], out_html: str | Path, 
         n_steps: integration steps for integrated gradients.
         top_chunks: number of highest-probability chunks per note to attribute.
         positive: index of the class whose probability and log-odds are explained.
+        title: the page title (default: the card name).
 
     Returns:
         The path of the HTML report.
@@ -83,7 +84,7 @@ def explain_notes(run: Run, notes: list[tuple[str, str]], out_html: str | Path, 
              f"&middot; chunks of {cfg.max_length} tokens, stride {cfg.stride} &middot; integrated gradients: "
              f"{f'{n_steps} steps, baseline [CLS]/[SEP] kept, [PAD] elsewhere' if attributions else 'off'}. "
              f"Heatmap PNGs: {esc(folder.name)}/</p>")
-    title = "Readmission explanations" if run.card.kind == "readmission" else f"{run.card.name} explanations"
+    title = title or f"{run.card.name} explanations"
     return write_atomic(out_html, page(title, intro, sections))
 
 
@@ -100,7 +101,7 @@ def note_sections(run: Run, notes: list[tuple[str, str]], folder: Path, *, attri
     """
     model, tok, cfg = run.model, run.tokenizer, run.cfg
     model.eval()
-    name = "readmitted" if run.card.kind == "readmission" else str(run.labels[positive])
+    name = str(run.labels[positive])
     sections = []
     for n, (doc_id, text) in enumerate(notes):
         doc_id = str(doc_id)

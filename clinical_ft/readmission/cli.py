@@ -1,4 +1,5 @@
-"""30-day readmission from clinical notes: chunked long-note training, aggregated admission risks.
+"""``python -m clinical_ft.readmission prepare|train|evaluate|predict|explain|demo``: 30-day readmission
+from clinical notes, chunked long-note training, aggregated admission risks.
 
 python -m clinical_ft.readmission prepare --mimic-dir /data/mimic-iii --setting discharge --out data/readmit
 python -m clinical_ft.readmission train --data data/readmit --config readmission/minilm --out runs/readmit
@@ -11,20 +12,16 @@ python -m clinical_ft.readmission demo
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import math
 from collections import Counter
-from pathlib import Path
-from typing import Any
 
-from .. import engine, resources, taskcli
-from ..config import TaskCard, TrainConfig, load, parse_overrides
+from .. import engine, taskcli
 from ..errors import ClinicalFTError
 from . import infer
-from .metrics import plot_curves
-from .notes import atomic_csv, iter_blocks
-from .prepare import prepare
-from .task import TASK, ReadmissionTask
+from .notes import iter_blocks
+from .prepare import card_from_data, prepare
+from .task import TITLE
 
 PROG = "python -m clinical_ft.readmission"
 
@@ -43,7 +40,7 @@ def _add_columns(p: argparse.ArgumentParser, label: bool = False) -> None:
         p.add_argument("--subject-column", help="patient column for patient-level splits (default subject_id)")
 
 
-def _prepare(task: ReadmissionTask, args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace) -> int:
     s = prepare(args.out, mimic_dir=args.mimic_dir, notes=args.notes, columns=_columns(args), setting=args.setting,
                 days=args.days, seed=args.seed, balanced_test=args.balanced_test)
     for split, c in s["splits"].items():
@@ -56,96 +53,46 @@ def _prepare(task: ReadmissionTask, args: argparse.Namespace) -> int:
     return 0
 
 
-def card_from_data(data: str | Path) -> TaskCard:
-    """The card a `prepare` folder carries, with its data path pointing at the folder wherever it now is."""
-    folder = Path(data)
-    if not (folder / "card.yaml").is_file():
-        raise ClinicalFTError(f"{folder} holds no card.yaml; create it with `{PROG} prepare ... --out {folder}`")
-    card = load(TaskCard, folder / "card.yaml")
-    card.data.path = str(folder.resolve())
-    return card
-
-
-def _train(task: ReadmissionTask, args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.card):
         raise ClinicalFTError("give exactly one of --data (a prepared folder) or --card (a task card)")
-    if args.data:
-        card = card_from_data(args.data)
-        extra = parse_overrides(args.overrides) | ({"encoder": args.encoder} if args.encoder else {})
-        cfg = load(TrainConfig, resources.find(args.config, "configs") if args.config else None, extra)
-    else:
-        card, cfg = taskcli.load_card_and_config(args.card, args.config, args.overrides, args.encoder)
-    metrics = engine.train(task, card, cfg, args.out, data_dir=args.data_dir, overwrite=args.overwrite)
-    print(taskcli.format_table({k: v for k, v in metrics.items() if k != "validation"}))
-    if "validation" in metrics:
-        print("\nvalidation (admission level)\n" + taskcli.format_table(metrics["validation"]))
-    print(f"\nrun written to {args.out}")
-    return 0
+    card = card_from_data(args.data) if args.data else args.card
+    task, card, cfg = taskcli.load_card_and_config(card, args.config, args.overrides, args.encoder, "readmission")
+    return taskcli.train_run(task, card, cfg, args, "validation (admission level)")
 
 
-def evaluate_run(run: engine.Run, split: str, data_dir: str | None = None, batch_size: int | None = None) -> dict[str, Any]:
-    """Admission-level metrics of `run` on a split; writes eval_<split>.json, predictions and curve PNGs.
-
-    Metrics that are undefined (a split with one class) are NaN in the returned dict and ``null`` in
-    the JSON file, which stays valid JSON.
-
-    Raises:
-        ClinicalFTError: `split` is test and its text was in the encoder's pre-training corpus
-            (leakage.check, as in engine.evaluate).
-    """
-    notes = TASK.load_split(run.card, split, data_dir)
-    engine.check_test_leakage(run, split, notes, data_dir)
-    blocks = ((notes[i:i + 1000], []) for i in range(0, len(notes), 1000))
-    risks = [r for _, rs, _, _, _ in infer.iter_risks(run, blocks, batch_size) for r in rs]
-    metrics = TASK.score(notes, risks, run.labels)
-    result = {"split": split, "aggregation": run.cfg.aggregation, "aggregation_c": run.cfg.aggregation_c, **metrics}
-    atomic_csv(run.path / f"predictions_{split}.csv", ["admission_id", "label", "risk", "n_chunks"],
-               [[n.id, n.label, f"{r.risk:.6f}", r.n_chunks] for n, r in zip(notes, risks)])
-    result["plots"] = [str(p) for p in plot_curves([n.label for n in notes], [r.risk for r in risks], run.path, split)]
-    tmp = run.path / f"eval_{split}.json.tmp"
-    tmp.write_text(json.dumps(_null_nan(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(run.path / f"eval_{split}.json")
-    return result
-
-
-def _null_nan(result: dict[str, Any]) -> dict[str, Any]:
-    """NaN and infinite floats as None (JSON null): undefined metrics, e.g. AUROC of a one-class split."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
-
-
-def _load(task: ReadmissionTask, args: argparse.Namespace) -> engine.Run:
+def _load(args: argparse.Namespace) -> tuple[object, engine.Run]:
+    """The run, with --aggregation/--c applied to a new config (the loaded run is not changed)."""
     c = getattr(args, "c", None)
     if c is not None and not (math.isfinite(c) and c > 0):
         raise ClinicalFTError(f"--c: expected ClinicalBERT's aggregation constant, a number > 0; found {c}")
-    run = engine.load_run(task, args.model)
-    if getattr(args, "aggregation", None):
-        run.cfg.aggregation = args.aggregation
-    if c is not None:
-        run.cfg.aggregation_c = c
-    return run
+    task, run = taskcli.open_run(args.model, "readmission")
+    changes = {k: v for k, v in (("aggregation", getattr(args, "aggregation", None)), ("aggregation_c", c))
+               if v is not None}
+    return task, dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, **changes)) if changes else run
 
 
-def _evaluate(task: ReadmissionTask, args: argparse.Namespace) -> int:
-    run = _load(task, args)
-    result = evaluate_run(run, args.split, args.data_dir, args.batch_size)
-    print(taskcli.format_table({k: v for k, v in result.items() if k != "plots"}))
-    print(f"\nwritten to {run.path / f'eval_{args.split}.json'}, predictions_{args.split}.csv, "
-          + ", ".join(Path(p).name for p in result["plots"]))
+def _evaluate(args: argparse.Namespace) -> int:
+    task, run = _load(args)
+    result = engine.evaluate(task, run, args.split, args.data_dir, args.batch_size)
+    taskcli.print_evaluation(run, result, args.split)
+    plots = result.get("artifacts", {}).get("plots", [])
+    if plots:
+        print("curves: " + ", ".join(plots))
     return 0
 
 
-def _predict(task: ReadmissionTask, args: argparse.Namespace) -> int:
-    run = _load(task, args)
+def _predict(args: argparse.Namespace) -> int:
+    _, run = _load(args)
     s = infer.predict_csv(run, args.notes, args.out, columns=_columns(args), batch_size=args.batch_size)
     why = Counter(k.reason.split(" (")[0].split(" in column")[0] for k in s.skips)
-    print(f"{s.scored} admissions scored ({s.windows} chunks, {s.tokens} tokens, {run.cfg.aggregation} aggregation) "
-          f"-> {s.out}")
+    print(f"{s.scored} admissions scored ({s.windows} chunks, {run.cfg.aggregation} aggregation) -> {s.out}")
     print(f"{len(s.skips)} rows skipped" + (f" ({', '.join(f'{n} {r}' for r, n in why.items())})" if why else "")
           + f" -> {s.skipped_csv}")
     return 0
 
 
-def _explain(task: ReadmissionTask, args: argparse.Namespace) -> int:
+def _explain(args: argparse.Namespace) -> int:
     from ..interpret import explain_notes
 
     wanted = [i.strip() for i in args.ids.split(",") if i.strip()]
@@ -155,14 +102,14 @@ def _explain(task: ReadmissionTask, args: argparse.Namespace) -> int:
     missing = [i for i in wanted if i not in found]
     if missing:
         raise ClinicalFTError(f"{args.notes}: no scorable note with id(s) {missing}")
-    run = _load(task, args)
+    _, run = _load(args)
     path = explain_notes(run, [(i, found[i]) for i in wanted], args.out, attributions=not args.no_attributions,
-                         n_steps=args.n_steps)
+                         n_steps=args.n_steps, title=TITLE)
     print(f"report written to {path}")
     return 0
 
 
-def _demo(task: ReadmissionTask, args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(args.out, encoder=args.encoder, patients=args.patients, words=args.words, max_steps=args.max_steps,
@@ -219,4 +166,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     extra = {"train": _train, "evaluate": _evaluate, "prepare": _prepare, "predict": _predict,
              "explain": _explain, "demo": _demo}
-    return taskcli.run(TASK, build_parser(), argv, extra)
+    return taskcli.run("readmission", build_parser(), argv, extra)

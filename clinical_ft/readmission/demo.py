@@ -12,9 +12,8 @@ from pathlib import Path
 from .. import engine
 from ..config import TrainConfig
 from . import infer, synthetic
-from .cli import card_from_data, evaluate_run
-from .prepare import prepare
-from .task import TASK
+from .prepare import card_from_data, prepare
+from .task import TASK, TITLE
 
 # sized for < 5 minutes on 2 CPU cores with MiniLM-L6 (about 700 training tokens/s)
 DEMO = {"patients": 200, "words": 400, "max_steps": 80}
@@ -56,10 +55,10 @@ def run_demo(out: str | Path, *, encoder: str = "minilm", patients: int | None =
     print(f"[demo] trained {metrics['global_steps']} steps in {metrics['train_runtime_s']:.0f}s; validation AUROC "
           f"{metrics.get('validation', {}).get('auroc', float('nan')):.3f}")
     run = engine.load_run(TASK, out / "run")
-    ev = evaluate_run(run, "test")
+    ev = engine.evaluate(TASK, run, "test")
     paths["test metrics"] = out / "run" / "eval_test.json"
-    for p in ev["plots"]:
-        paths[f"{Path(p).stem.split('_')[0].upper()} curve"] = Path(p)
+    for p in ev.get("artifacts", {}).get("plots", []):
+        paths[f"{Path(p).stem.split('_')[0].upper()} curve"] = out / "run" / p
     print(f"[demo] test: AUROC {ev['auroc']:.3f}  AUPRC(AP) {ev['auprc_avg_precision']:.3f}  "
           f"AUPRC(trapezoid) {ev['auprc_trapezoid']:.3f}  RP80 {ev['rp80']:.3f}")
     pred = infer.predict_csv(run, Path(prep["out"]) / "test.csv", out / "risk.csv", progress=False)
@@ -86,4 +85,4 @@ def _report(run: engine.Run, test_csv: Path, out_html: Path, metrics: dict, attr
     use_ig = steps > 0 if attributions is None else attributions
     print(f"[demo] explaining admissions {[n for n, _ in notes]} "
           f"({f'integrated gradients, {steps} steps' if use_ig else 'attention only'})")
-    return explain_notes(run, notes, out_html, attributions=use_ig, n_steps=steps or 16)
+    return explain_notes(run, notes, out_html, attributions=use_ig, n_steps=steps or 16, title=TITLE)

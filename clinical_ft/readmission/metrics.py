@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
+
 log = logging.getLogger("clinical_ft.readmission")
 
 
@@ -75,9 +77,8 @@ def plot_curves(labels: Sequence[int], scores: Sequence[float], out_dir: str | P
         ax.legend(loc="lower right" if name == "roc" else "upper right", fontsize=8)
         fig.tight_layout()
         path = out / f"{name}_{tag}.png"
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
         plt.close(fig)
-        tmp.replace(path)
         paths.append(path)
     return paths

@@ -10,16 +10,17 @@ so rows are not lines).
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import atomic_open
 from ..errors import InputError
 
 DEFAULT_COLUMNS = {"id": "admission_id", "text": "text", "label": "label", "subject": "subject_id"}
 LABEL_NAMES = ["not_readmitted", "readmitted"]
+NOTE_COLUMNS = tuple(DEFAULT_COLUMNS)  # the column roles a card or the command line may rename
 _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1, "no": 0, "yes": 1}
 NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept as surrogates
 _PARSER_LINE = re.compile(r"line (\d+)")
@@ -157,14 +158,11 @@ def load_notes(path: str | Path, columns: dict[str, str] | None = None, *, label
 
 def atomic_csv(path: str | Path, header: list[str], rows: list[list[object]]) -> Path:
     """Write a small CSV atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def write_skips(path: str | Path, skips: list[Skip]) -> Path:

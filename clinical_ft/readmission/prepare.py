@@ -16,11 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..config import dump_yaml
+from ..atomic import atomic_path
+from ..config import TaskCard, dump_yaml, load
 from ..errors import ClinicalFTError
+from ..taskapi import check_card
 from .mimic import build_with_report, split_by_patient
 from .mimic_io import PROTOCOL, SKIPPED
 from .notes import LABEL_NAMES, column_map, iter_blocks, write_skips
+from .task import TASK
 
 log = logging.getLogger("clinical_ft.readmission")
 SPLITS = ("train", "validation", "test")
@@ -96,13 +99,12 @@ def write_prepared(df: Any, out: str | Path, *, name: str, description: str, fra
     for split in SPLITS:
         part = df[which == split]
         if split == "test" and balanced_test:
-            part.to_csv(out / "test_natural.csv.tmp", index=False)
-            (out / "test_natural.csv.tmp").replace(out / "test_natural.csv")
+            with atomic_path(out / "test_natural.csv") as tmp:
+                part.to_csv(tmp, index=False)
             files["test_natural"] = "test_natural.csv"
             part = _balance(part, seed)
-        tmp = out / f"{split}.csv.tmp"
-        part.to_csv(tmp, index=False)
-        tmp.replace(out / files[split])
+        with atomic_path(out / files[split]) as tmp:
+            part.to_csv(tmp, index=False)
         summary["splits"][split] = {"admissions": len(part), "positives": int(part["label"].sum()),
                                     "patients": int(part["subject_id"].nunique())}
     card = {
@@ -110,13 +112,12 @@ def write_prepared(df: Any, out: str | Path, *, name: str, description: str, fra
         "data": {"format": "notes_csv", "path": str(out), "files": files},
         "labels": LABEL_NAMES,
         "columns": {k: v for k, v in column_map(None).items()},
-        "metric": "admission-level AUROC (test); also AUPRC and RP80",
+        "metric": "auroc",  # admission level; evaluate also reports both AUPRCs and RP80
         "references": REFERENCES,
     }
     header = ("# Readmission card written by `python -m clinical_ft.readmission prepare`.\n"
               f"# Used by: python -m clinical_ft.readmission train --data {out} --config readmission/minilm --out runs/readmit\n")
-    dump_yaml(card, out / "card.yaml.tmp", header)
-    (out / "card.yaml.tmp").replace(out / "card.yaml")
+    dump_yaml(card, out / "card.yaml", header)
     summary["card"] = str(out / "card.yaml")
     return summary
 
@@ -151,3 +152,15 @@ def prepare(out: str | Path, *, mimic_dir: str | Path | None = None, notes: str 
     summary["skipped_csv"] = str(Path(summary["out"]) / "skipped.csv")
     summary["prevalence"] = float(np.mean(df["label"])) if len(df) else 0.0
     return summary
+
+
+def card_from_data(data: str | Path) -> TaskCard:
+    """The card a `prepare` folder carries (validated against the readmission task), with its data
+    path pointing at the folder wherever it now is."""
+    folder = Path(data)
+    if not (folder / "card.yaml").is_file():
+        raise ClinicalFTError(f"{folder} holds no card.yaml; create it with "
+                              f"`python -m clinical_ft.readmission prepare ... --out {folder}`")
+    card = load(TaskCard, folder / "card.yaml", checks=lambda c: check_card(TASK, c) if c.data else [])
+    card.data.path = str(folder.resolve())
+    return card

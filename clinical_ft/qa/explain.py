@@ -1,5 +1,5 @@
 """Explain question answering over question + context. Extractive QA, "why this span": the best
-span of qa_post's post-processing (as ``predict`` reports it), outlined in the context with its
+span of post.py's post-processing (as ``predict`` reports it), outlined in the context with its
 probability; integrated-gradient attributions of the span score (start logit + end logit) over the
 words of question and context; attention of the span's start and end tokens. Yes/no QA: see
 yesno_explain.py; both show the pair as qa_pair.py builds it. A context longer than one window is
@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Window
-from ..qa_post import best_spans
-from .attribution import span_logits
-from .core import attribute, top_words_html, write_report
-from .html import TargetView, esc
-from .qa_pair import PairView, forward, pair_notes, pair_view, question_windows, render_pair, window_note
-from .textmap import word_spans
+from ..interpret.attribution import span_logits
+from ..interpret.core import attribute, top_words_html, write_report
+from ..interpret.html import TargetView, esc
+from ..interpret.textmap import word_spans
+from ..taskapi import task_options
+from .pair_view import PairView, forward, pair_notes, pair_view, question_windows, render_pair, window_note
+from .post import best_spans
 
-log = logging.getLogger("clinical_ft.interpret")
+log = logging.getLogger("clinical_ft.qa")
 
 
 def locate_span(windows: list[Window], logits: list[tuple[np.ndarray, np.ndarray]], start: int,
@@ -51,13 +52,11 @@ def _forward(model: Any, win: Window) -> tuple[np.ndarray, np.ndarray]:
     return out.start_logits[0].float().cpu().numpy(), out.end_logits[0].float().cpu().numpy()
 
 
-def _top(logits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _top(task: Any, logits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """(4, TOP_K) candidates of one window, exactly as ``predict`` reduces them (ExtractiveQATask.reduce_logits)."""
     import torch
 
-    from ..qa import EXTRACTIVE
-
-    return EXTRACTIVE.reduce_logits(tuple(torch.from_numpy(v)[None] for v in logits), None)[0].numpy()
+    return task.reduce_logits(tuple(torch.from_numpy(v)[None] for v in logits), None)[0].numpy()
 
 
 def _summary(ex: Any, cands: list[dict], windows: list[Window], w: int, cfg: Any, pv: PairView,
@@ -87,13 +86,11 @@ def _summary(ex: Any, cands: list[dict], windows: list[Window], w: int, cfg: Any
 
 def qa_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True, n_steps: int = 50) -> str:
     """The report section of one extractive question (its PNG heatmap written to `folder`)."""
-    from ..qa import qa_options
-
     model, tok, cfg = run.model, run.tokenizer, run.cfg
-    opts = qa_options(cfg)
+    opts = task_options(run.task, cfg)
     question, windows = question_windows(tok, cfg, ex)
     logits = [_forward(model, win) for win in windows]
-    cands = best_spans(ex.context, [(win.offsets, _top(lg)) for win, lg in zip(windows, logits)],
+    cands = best_spans(ex.context, [(win.offsets, _top(run.task, lg)) for win, lg in zip(windows, logits)],
                        opts.n_best_size, opts.max_answer_length)
     w, s, e = locate_span(windows, logits, cands[0]["start"], cands[0]["end"]) if cands else (0, 0, 0)
     queries = {"start": s, "end": e, "cls": 0} if cands else {"cls": 0}
@@ -110,19 +107,6 @@ def qa_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = 
     return render_pair(run, ex, pv, targets, _summary(ex, cands, windows, w, cfg, pv, words), n, marks)
 
 
-def question_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True,
-                     n_steps: int = 50) -> str:
-    """The report section of one question of a QA run, extractive or yes/no (by the run's card)."""
-    from ..qa import task_for
-    from ..qa_yesno import YesNoTask
-
-    if isinstance(task_for(run.card), YesNoTask):
-        from .yesno_explain import yesno_section
-
-        return yesno_section(run, ex, n, folder, attributions=attributions, n_steps=n_steps)
-    return qa_section(run, ex, n, folder, attributions=attributions, n_steps=n_steps)
-
-
 def explain_qa(run: Any, examples: list[Any], out_html: str | Path, *, attributions: bool = True,
                n_steps: int = 50) -> Path:
     """Write one self-contained HTML report explaining a QA model's answers: extractive spans, or
@@ -130,7 +114,7 @@ def explain_qa(run: Any, examples: list[Any], out_html: str | Path, *, attributi
 
     Args:
         run: a loaded QA run (engine.Run), extractive or yes/no.
-        examples: qa_data.QAExample (extractive) or qa_data.YesNoExample (yes/no) objects; gold
+        examples: readers.QAExample (extractive) or readers.YesNoExample (yes/no) objects; gold
             answers or labels are shown when present.
         out_html: report path to write; PNG heatmaps go to ``<stem>_heatmaps/`` beside it.
         attributions: compute integrated gradients of the best span's score (extractive) or of the
@@ -141,7 +125,7 @@ def explain_qa(run: Any, examples: list[Any], out_html: str | Path, *, attributi
         The path of the HTML report.
     """
     return write_report(run, out_html, "Answer explanations", "question", examples,
-                        lambda ex, n, folder: question_section(run, ex, n, folder, attributions=attributions,
-                                                               n_steps=n_steps),
+                        lambda ex, n, folder: run.task.explain_section(run, ex, n, folder, attributions=attributions,
+                                                                       n_steps=n_steps),
                         attributions=attributions, n_steps=n_steps,
                         setting=f"windows of {run.cfg.max_length} tokens, stride {run.cfg.stride} &middot; ")

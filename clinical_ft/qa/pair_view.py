@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..chunking import Window, tokenize_windows
-from .core import attention_views, doc_name, model_shape
-from .html import ChunkView, DocView, TargetView, render_doc
-from .textmap import TokenRef, owner_tokens
+from ..chunking import Window, fit_questions, tokenize_windows
+from ..interpret.core import attention_views, doc_name, model_shape
+from ..interpret.html import ChunkView, DocView, TargetView, render_doc
+from ..interpret.textmap import TokenRef, owner_tokens
 
 GAP = "\n\n"  # between question and context in the shown text
 
@@ -31,8 +31,6 @@ def question_tokens(tokenizer: Any, question: str, win: Window) -> list[TokenRef
 def question_windows(tokenizer: Any, cfg: Any, ex: Any) -> tuple[str, list[Window]]:
     """The question as the model sees it (cut to fit, as in training) and the question + context
     windows, exactly as the QA tasks encode them."""
-    from ..qa_data import fit_questions
-
     question = fit_questions(tokenizer, [ex.question], cfg.max_length, cfg.stride)[0]
     return question, tokenize_windows(tokenizer, [ex.context], max_length=cfg.max_length, stride=cfg.stride,
                                       doc_ids=[ex.id], questions=[question])

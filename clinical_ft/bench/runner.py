@@ -7,13 +7,13 @@ modules and the shared path (engine.train, then engine.evaluate on the test spli
 
 Output: grid.yaml (all --resume needs), runs/<card>/<encoder>/seed<k>/ (a run directory plus
 predictions_test.jsonl and result.json, or error.json / skipped.json), results.md/.csv/.png, runs.csv.
+Which task serves a card, and the score it is judged by (the card's ``metric``), come from registry.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import json
 import re
 import sys
@@ -23,15 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import engine, resources, rundir
-from .bench_table import ERROR, RESULT, SKIPPED, describe, status
-from .config import TaskCard, TrainConfig, dump_yaml, from_dict, load, parse_overrides, read_yaml, to_dict
-from .errors import ClinicalFTError, ConfigError, EncoderNotFound
+from .. import engine, registry, resources, taskcli
+from ..atomic import write_json
+from ..config import TaskCard, TrainConfig, dump_yaml, from_dict, parse_overrides, read_yaml, to_dict
+from ..errors import ClinicalFTError, ConfigError, EncoderNotFound
+from ..taskapi import Task, selection_metric
+from .table import ERROR, RESULT, SKIPPED, describe, status, write_tables
 
 GRID_FILE = "grid.yaml"
-# Card kind -> module exposing a module-level TASK; imported only when a card of that kind runs.
-KIND_MODULES: dict[str, str] = {"ner": "clinical_ft.ner", "relation": "clinical_ft.relation",
-                                "qa": "clinical_ft.qa", "readmission": "clinical_ft.readmission"}
 
 
 @dataclass
@@ -72,30 +71,6 @@ class Cell:
         return f"{self.card.name} x {self.encoder} x seed {self.seed}"
 
 
-class TaskUnavailable(ClinicalFTError):
-    """No importable task module serves a card's kind (yet)."""
-
-
-def load_task(kind: str, card: TaskCard | None = None) -> Any:
-    """The task object serving card kind `kind`, from its module imported lazily: the module's
-    `TASK`, or ``task_for(card)`` where a module has several heads (e.g. qa: extractive, yes/no).
-
-    Raises:
-        TaskUnavailable: unknown kind, or its module is missing, unimportable or has no TASK.
-    """
-    module = KIND_MODULES.get(kind)
-    if module is None:
-        raise TaskUnavailable(f"no task module serves card kind {kind!r}; known kinds: {sorted(KIND_MODULES)}")
-    try:
-        mod = importlib.import_module(module)
-        return mod.task_for(card) if card is not None and hasattr(mod, "task_for") else mod.TASK
-    except AttributeError:
-        raise TaskUnavailable(f"task module {module} has no module-level TASK object") from None
-    except Exception as exc:  # missing module, or a syntax/import error inside it
-        raise TaskUnavailable(f"task module {module} for kind {kind!r} is not importable: "
-                              f"{type(exc).__name__}: {exc}") from None
-
-
 def encoder_slug(name: str) -> str:
     """A folder name for an encoder alias, hub id or local directory."""
     base = Path(name).name if Path(name).is_dir() else name.replace("/", "__")
@@ -112,7 +87,7 @@ def expand(grid: Grid, out: Path) -> list[Cell]:
     cards: list[tuple[str, TaskCard]] = []
     for path in grid.cards:
         try:
-            cards.append((path, load(TaskCard, resources.find(path, "tasks"))))
+            cards.append((path, registry.load_card(path)))
         except ClinicalFTError as exc:
             hint = "; a key=value override? put overrides before --cards, or after `--`" if "=" in path else ""
             problems.append(f"--cards {path}: {str(exc).split('; shipped:')[0] if hint else exc}{hint}")
@@ -121,23 +96,25 @@ def expand(grid: Grid, out: Path) -> list[Cell]:
                  for n in sorted({n for n in names if names.count(n) > 1})]
     if not grid.cards or not grid.encoders or not grid.seeds:
         problems.append("expected at least one card, one encoder and one seed")
-    for kind, enc in dict.fromkeys((c.kind, e) for _, c in cards for e in grid.encoders):
+    for task, enc in dict.fromkeys((registry.for_card(c), e) for _, c in cards for e in grid.encoders):
         try:  # a bad override or config would fail every run: report it before training anything
-            run_config(grid, kind, enc, grid.seeds[0] if grid.seeds else 0)
+            run_config(grid, task, enc, grid.seeds[0] if grid.seeds else 0)
         except ClinicalFTError as exc:
-            problems.append(f"config for {kind} x {enc}: {exc}")
+            problems.append(f"config for {task.kind} x {enc}: {exc}")
     if problems:
         raise ConfigError("benchmark grid", problems)
     return [Cell(path, card, enc, seed, out / "runs" / card.name / encoder_slug(enc) / f"seed{seed}")
             for path, card in cards for enc in grid.encoders for seed in grid.seeds]
 
 
-def run_config(grid: Grid, kind: str, encoder: str, seed: int) -> tuple[TrainConfig, str]:
+def run_config(grid: Grid, task: Task, encoder: str, seed: int) -> tuple[TrainConfig, str]:
     """The resolved config of one run and where its base came from.
 
     Base: ``--config``, else configs/<kind>/<encoder>.yaml, else configs/<kind>/minilm.yaml, else the
-    defaults; then the grid's key=value overrides, the encoder, the seed and the budget options.
+    defaults; then the grid's key=value overrides, the encoder, the seed and the budget options;
+    validated whole, the task's ``task_options`` included.
     """
+    kind = task.kind
     base: Path | None = resources.find(grid.config, "configs") if grid.config else None
     names = [f"{kind}/{encoder}"] if "/" not in encoder and not Path(encoder).is_dir() else []
     for name in [] if base else [*names, f"{kind}/minilm"]:
@@ -151,18 +128,7 @@ def run_config(grid: Grid, kind: str, encoder: str, seed: int) -> tuple[TrainCon
     budget = {"max_train_examples": grid.max_train_examples, "max_steps": grid.max_steps,
               "num_train_epochs": grid.epochs}
     extra.update({k: v for k, v in budget.items() if v is not None})
-    return load(TrainConfig, base, extra), str(base) if base else "defaults"
-
-
-def metric_key(card: TaskCard, task: Any, scores: dict[str, Any]) -> str:
-    """The test metric of a card: the task's best-model metric when the card's `metric` text names it
-    (or names no score key), else the first score key it names ("BioASQ factoid mrr (test)" -> mrr)."""
-    words = [w.lower() for w in re.findall(r"[A-Za-z0-9_]+", card.metric)]
-    named = [w for w in words if w in scores]
-    key = task.metric_for_best_model if task.metric_for_best_model in words or not named else named[0]
-    if key not in scores:
-        raise ClinicalFTError(f"test scores of card {card.name!r} have no {key!r}; found {sorted(scores)}")
-    return key
+    return registry.load_config(base, extra, task), str(base) if base else "defaults"
 
 
 def run_cell(grid: Grid, cell: Cell) -> str:
@@ -176,29 +142,31 @@ def run_cell(grid: Grid, cell: Cell) -> str:
     for name in (ERROR, SKIPPED):
         (d / name).unlink(missing_ok=True)
     try:
-        task = load_task(cell.card.kind, cell.card)
-        cfg, source = run_config(grid, cell.card.kind, cell.encoder, cell.seed)
+        task = registry.for_card(cell.card)
+        cfg, source = run_config(grid, task, cell.encoder, cell.seed)
         if not (d / "metrics.json").is_file():
             engine.train(task, cell.card, cfg, d, data_dir=grid.data_dir)
         run = engine.load_run(task, d)
-        scores = engine.evaluate(task, run, "test", grid.data_dir, save_predictions=True)
+        scores = engine.evaluate(task, run, "test", grid.data_dir)
         del run
-        key = metric_key(cell.card, task, scores)
+        key = selection_metric(task, cell.card)
+        if key not in scores:
+            raise ClinicalFTError(f"test scores of card {cell.card.name!r} have no {key!r}; found {sorted(scores)}")
         m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
         keep = ("limited", "limited_reasons", "train_examples", "train_examples_available", "epochs_run",
                 "global_steps", "train_runtime_s", "device")
-        rundir.write_json(d / RESULT, {
+        write_json(d / RESULT, {
             "status": "done", "card": cell.card.name, "kind": cell.card.kind, "encoder": cell.encoder,
             "seed": cell.seed, "metric": key, "value": float(scores[key]), "test_examples": scores["examples"],
             "config_source": source, **{k: m.get(k) for k in keep}}, default=str)
         if not grid.keep_models:
             (d / "model.safetensors").unlink(missing_ok=True)
         return "done"
-    except (EncoderNotFound, TaskUnavailable) as exc:
-        rundir.write_json(d / SKIPPED, {"status": "skipped", "type": type(exc).__name__, "reason": str(exc)}, default=str)
+    except EncoderNotFound as exc:
+        write_json(d / SKIPPED, {"status": "skipped", "type": type(exc).__name__, "reason": str(exc)}, default=str)
         return "skipped"
     except Exception as exc:  # recorded, and the grid goes on; KeyboardInterrupt stops it (resume later)
-        rundir.write_json(d / ERROR, {"status": "failed", "type": type(exc).__name__, "message": str(exc),
+        write_json(d / ERROR, {"status": "failed", "type": type(exc).__name__, "message": str(exc),
                                       "traceback": traceback.format_exc()}, default=str)
         return "failed"
     finally:
@@ -231,8 +199,6 @@ def run_grid(grid: Grid, out: Path, fmt: str = "markdown") -> tuple[dict[str, in
     Returns:
         counts of runs per final status, and the results table in `fmt` (markdown or csv).
     """
-    from . import bench_table
-
     cells = expand(grid, out)
     save_grid(grid, out)
     counts: dict[str, int] = {}
@@ -246,7 +212,7 @@ def run_grid(grid: Grid, out: Path, fmt: str = "markdown") -> tuple[dict[str, in
             print(f"[{i}/{len(cells)}] {cell.label}: {describe(cell.dir, st)} ({time.perf_counter() - start:.0f} s)",
                   flush=True)
         counts[st] = counts.get(st, 0) + 1
-    return counts, bench_table.write_tables(grid, cells, out, fmt)
+    return counts, write_tables(grid, cells, out, fmt)
 
 
 def _csv(text: str, what: str, cast: type) -> list[Any]:
@@ -257,7 +223,7 @@ def _csv(text: str, what: str, cast: type) -> list[Any]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The `benchmark` options (shared by `clinical-ft benchmark` and `python -m clinical_ft.benchmark`)."""
+    """The `benchmark` options (shared by `clinical-ft benchmark` and `python -m clinical_ft.bench`)."""
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--out", help="new benchmark folder: grid.yaml, runs/, results.md/.csv/.png")
     mode.add_argument("--resume", metavar="DIR", help="continue the grid saved in DIR, skipping finished runs")
@@ -280,8 +246,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Dispatch parsed `benchmark` arguments; user errors print one message and return 2."""
-    from . import bench_table, taskcli
-
     taskcli.setup_logging(False)
     try:
         if args.out:
@@ -298,7 +262,7 @@ def run_cli(args: argparse.Namespace) -> int:
             out = Path(args.resume or args.table)
             grid = load_grid(out)
         if args.table:
-            text = bench_table.write_tables(grid, expand(grid, out), out, fmt=args.format)
+            text = write_tables(grid, expand(grid, out), out, fmt=args.format)
         else:
             counts, text = run_grid(grid, out, args.format)
             print(f"\n{', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}; tables in {out}\n")
@@ -310,7 +274,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m clinical_ft.benchmark", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m clinical_ft.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     return run_cli(p.parse_args(argv))

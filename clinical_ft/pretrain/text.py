@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .conll import read_conll
-from .ddi_xml import ddi_sentences
-from .errors import InputError
+from ..errors import InputError
+from ..ner.conll import read_conll
+from ..relation.ddi_xml import ddi_sentences
 
 SUFFIXES = (".txt", ".tsv", ".conll", ".iob", ".json", ".csv", ".xml", ".zip")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 MARKER_STYLES = ("entity_markers", "typed_markers", "mask")

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Window
-from .attribution import class_log_odds
-from .core import attribute, class_table, top_words_html
-from .html import TargetView, esc
-from .qa_pair import PairView, forward, pair_notes, pair_view, question_windows, render_pair, window_note
-from .textmap import word_spans
+from ..interpret.attribution import class_log_odds
+from ..interpret.core import attribute, class_table, top_words_html
+from ..interpret.html import TargetView, esc
+from ..interpret.textmap import word_spans
+from ..taskapi import Encoded
+from .pair_view import PairView, forward, pair_notes, pair_view, question_windows, render_pair, window_note
 
 
 @dataclass
@@ -48,15 +49,10 @@ def predict_windows(run: Any, ex: Any) -> YesNoPrediction:
     """Predict one question window by window and aggregate as ``predict`` does."""
     import torch
 
-    from ..qa import YESNO
-    from ..qa_yesno import ClassMeta
-    from ..taskapi import Encoded
-
     question, windows = question_windows(run.tokenizer, run.cfg, ex)
     logits = torch.cat([forward(run.model, win).logits.float().cpu() for win in windows])  # (W, C)
-    probs = YESNO.reduce_logits(logits, None).numpy()
-    meta = ClassMeta([0] * len(windows), run.cfg.aggregation, run.cfg.aggregation_c)
-    row = YESNO.decode([ex], Encoded(None, meta), probs, run.labels)[0]
+    probs = run.task.reduce_logits(logits, None).numpy()
+    row = run.task.decode([ex], Encoded(None, [0] * len(windows)), probs, run.labels, run.cfg)[0]
     k = run.labels.index(row["label"])
     return YesNoPrediction(question, windows, probs, row, k, int(np.argmax(probs[:, k])))
 

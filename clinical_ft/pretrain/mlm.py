@@ -1,30 +1,8 @@
-"""Domain-adaptive pre-training (the BioBERT recipe): continue masked-language-model training of a
-BERT-family encoder on in-domain text, producing an encoder directory that every task accepts as
-``--encoder``. Run as::
-
-    python -m clinical_ft.pretrain --encoder minilm --text corpus/ --out encoders/minilm-bio \\
-        --max-steps 500 --max-length 128 --whole-word-masking --exclude-card ner/ncbi_disease
-
-Text sources (files, or folders searched recursively): ``.txt`` one document per line, CoNLL
-``.tsv``/``.conll``/``.iob``, SQuAD or PubMedQA ``.json`` contexts, the ``--text-column`` of a ``.csv``,
-DDI-2013 ``.xml``/``.zip`` (one document per sentence); details in pretrain_text.py.
-Documents are tokenized with special tokens, concatenated and cut into ``max_length`` blocks
-(transformers' run_mlm recipe).
-
-``--exclude-card`` drops every document holding a sentence of that card's test split, as the card's
-task reads the split (its examples' texts: PubMedQA contexts, the DDI test part, the held-out
-COVID-QA articles), and refuses a source that is the test file itself, unless that file also holds
-the training split (COVID-QA, the DDI zip: then only its test text is dropped). The output's
-``pretraining_manifest.json`` (source sha256s and hashes of every document/sentence used, see
-leakage.py) lets training and evaluation refuse any benchmark whose test text was pre-trained on.
-An encoder without an MLM head (the bundled MiniLM is a bare BertModel) gets one initialised here,
-its decoder tied to the input embeddings; the base checkpoint's pooler, which masked-LM models do
-not carry, is copied into the output so sequence-classification heads keep it. README.md says both.
-"""
+"""Domain-adaptive pre-training: continued masked-language-model training of an encoder, with the
+leakage manifest and the --exclude-card filter (the command line and its documentation: cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -33,26 +11,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, encoders, engine, leakage, resources
-from .config import TaskCard, load
-from .errors import ClinicalFTError
-from .methods import step_timer
-from .pretrain_text import read_sources
+from .. import __version__, encoders, leakage, registry
+from ..atomic import write_text
+from ..errors import ClinicalFTError
+from ..methods import step_timer
+from ..trainer import on_gpu, peak_memory_mb, precision_flags
+from .text import read_sources
 
 log = logging.getLogger("clinical_ft.pretrain")
 def _excluded(cards: list[str], data_dir: str | None) -> tuple[dict[str, str], set[str]]:
     """sha256 -> card name of each test file that holds no training text (refused as a source), and
     the unit hashes of the test splits' examples as each card's task reads them (the texts that
     engine.train checks, see leakage.example_texts)."""
-    from .benchmark import load_task
-
     shas: dict[str, str] = {}
     units: set[str] = set()
     for name in cards:
-        card = load(TaskCard, resources.find(name, "tasks"))
+        card = registry.load_card(name)
         if not leakage.shared_with_train(card, "test"):
             shas.update({leakage.file_sha256(f): card.name for f in leakage.split_files(card, "test", data_dir)})
-        examples = load_task(card.kind, card).load_split(card, "test", data_dir)
+        examples = registry.for_card(card).load_split(card, "test", data_dir)
         units.update(*(leakage.unit_hashes(t) for fields in leakage.example_texts(examples) for t in fields))
         log.info("--exclude-card %s: %d test examples", card.name, len(examples))
     return shas, units
@@ -203,8 +180,8 @@ def pretrain(encoder: str, texts: list[str], out: str | Path, *, max_steps: int 
         output_dir=str(tmp / "checkpoints"), max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_ratio,
         weight_decay=weight_decay, lr_scheduler_type="linear", save_strategy="no", logging_steps=max(1, max_steps // 10),
-        report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_pin_memory=engine._on_gpu(),
-        disable_tqdm=not sys.stderr.isatty(), **engine._precision_flags("auto"))
+        report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_pin_memory=on_gpu(),
+        disable_tqdm=not sys.stderr.isatty(), **precision_flags("auto"))
     timer = step_timer()
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collate,
                       callbacks=[timer])
@@ -224,7 +201,7 @@ def pretrain(encoder: str, texts: list[str], out: str | Path, *, max_steps: int 
         "batch_size": batch_size, "learning_rate": learning_rate, "whole_word_masking": whole_word_masking,
         "mlm_probability": mlm_probability, "seed": seed, "train_loss": result.metrics.get("train_loss"),
         "tokens_seen": trainer.state.global_step * batch_size * max_length, "train_runtime_s": wall,
-        "seconds_per_step": timer.seconds / max(timer.steps, 1), "peak_memory_mb": engine.peak_memory_mb(),
+        "seconds_per_step": timer.seconds / max(timer.steps, 1), "peak_memory_mb": peak_memory_mb(),
         "heldout_mlm_loss_before": before, "heldout_mlm_loss_after": after, "mlm_head": head_note,
         "pooler": pooler_note,
     }
@@ -270,47 +247,4 @@ def _write_readme(out: Path, m: dict[str, Any], sources: list[dict[str, Any]], e
         + (" (including those of the base encoder's own manifest)" if inherited else "")
         + ". clinical_ft refuses to train on or evaluate a benchmark whose test text is in it.",
     ]
-    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .taskcli import setup_logging
-
-    p = argparse.ArgumentParser(prog="python -m clinical_ft.pretrain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--encoder", default="minilm", help="alias, Hugging Face id or local directory (default minilm)")
-    p.add_argument("--text", action="append", required=True, help="text file or folder (repeatable)")
-    p.add_argument("--out", required=True, help="encoder directory to write")
-    p.add_argument("--max-steps", type=int, default=500)
-    p.add_argument("--max-length", type=int, default=128, help="tokens per block, special tokens included")
-    p.add_argument("--whole-word-masking", action="store_true", help="mask all subwords of a chosen word")
-    p.add_argument("--mlm-probability", type=float, default=0.15)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--text-column", default="text", help="column of .csv sources holding the text (default text)")
-    p.add_argument("--exclude-card", action="append", default=[], help="card whose test split must not be pre-trained on (repeatable)")
-    p.add_argument("--data-dir", help="root for the excluded cards' data paths")
-    p.add_argument("--eval-blocks", type=int, default=64, help="held-out blocks for the before/after MLM loss")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    setup_logging(args.verbose)
-    if args.max_steps <= 0 or args.max_length < 8 or not 0 < args.mlm_probability < 1:
-        p.error("expected --max-steps > 0, --max-length >= 8 and 0 < --mlm-probability < 1")
-    try:
-        m = pretrain(args.encoder, args.text, args.out, max_steps=args.max_steps, max_length=args.max_length,
-                     whole_word_masking=args.whole_word_masking, mlm_probability=args.mlm_probability,
-                     batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-                     text_column=args.text_column, exclude_cards=args.exclude_card, data_dir=args.data_dir,
-                     eval_blocks=args.eval_blocks, overwrite=args.overwrite)
-    except ClinicalFTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in m.items() if k not in ("mlm_head", "pooler")}, indent=2, default=float))
-    print(f"encoder written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    write_text(out / "README.md", "\n".join(lines) + "\n")

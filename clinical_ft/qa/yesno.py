@@ -1,52 +1,44 @@
-"""Yes/no(/maybe) question answering (PubMedQA PQA-L, BioASQ yes/no in the same shape) as sequence
-classification over question + context. Long contexts are windowed (never truncated) and window
-probabilities aggregated per class by the config's aggregation. Used through ``python -m clinical_ft.qa``."""
+"""The yes/no(/maybe) QA Task (format ``pubmedqa``: PubMedQA PQA-L, BioASQ yes/no in the same shape):
+sequence classification over question + context. Long contexts are windowed (never truncated) and
+window probabilities aggregated per class by the config's aggregation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from . import encoders
-from .aggregation import aggregate
-from .chunking import tokenize_windows
-from .config import TaskCard, TrainConfig
-from .errors import InputError
-from .qa_data import YesNoExample, feature_columns, fit_questions, yesno_split
-from .taskapi import Encoded
+from .. import encoders
+from ..aggregation import aggregate
+from ..chunking import fit_questions, tokenize_windows
+from ..config import TaskCard, TrainConfig
+from ..data import card_labels, feature_columns
+from ..errors import InputError
+from ..interpret.core import most_and_least
+from ..taskapi import Encoded, Task
+from .extractive import QAOptions
+from .readers import YesNoExample
+from .splits import yesno_split
 
 
-@dataclass
-class ClassMeta:
-    doc_index: list[int]
-    aggregation: str
-    c: float
-
-
-class YesNoTask:
-    kind = "qa"
-    metric_for_best_model = "accuracy"
+class YesNoTask(Task):
+    kind: ClassVar[str] = "qa"
+    formats: ClassVar[tuple[str, ...]] = ("pubmedqa",)
+    options: ClassVar[type] = QAOptions  # one config serves both qa heads; the span options are unused here
+    score_keys: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
+    metric_for_best_model: ClassVar[str] = "accuracy"
 
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[YesNoExample]:
         return yesno_split(card, split, data_dir)
 
     def label_list(self, card: TaskCard, train_examples: list[YesNoExample]) -> list[str]:
-        seen = {x.label for x in train_examples if x.label is not None}
-        if card.labels:
-            bad = next((x for x in train_examples if x.label not in card.labels), None)
-            if bad is not None:
-                raise InputError(bad.source, None, f"[{bad.id!r}]: a label from the card's labels {card.labels}", repr(bad.label))
-            return list(card.labels)
-        return sorted(seen)
+        return card_labels(card, ((x.label, x.source, None, f"[{x.id!r}]") for x in train_examples if x.label is not None))
 
     def build_model(self, encoder: str, labels: list[str], cfg: TrainConfig) -> Any:
         from transformers import AutoModelForSequenceClassification
 
-        return encoders.load_model(AutoModelForSequenceClassification, encoder, num_labels=len(labels),
-                                   id2label=dict(enumerate(labels)), label2id={t: i for i, t in enumerate(labels)})
+        return encoders.load_classifier(AutoModelForSequenceClassification, encoder, labels)
 
     def encode(self, tokenizer: Any, examples: list[YesNoExample], cfg: TrainConfig, labels: list[str]) -> Encoded:
         """Question + context windows; each window carries its example's label; long contexts are
@@ -63,7 +55,7 @@ class YesNoTask:
                 if x.label not in label2id:
                     raise InputError(x.source, None, f"[{x.id!r}]: a label the model knows: {labels}", repr(x.label))
             cols["labels"] = [label2id[examples[w.doc_index].label] for w in windows]
-        return Encoded(Dataset.from_dict(cols), ClassMeta([w.doc_index for w in windows], cfg.aggregation, cfg.aggregation_c))
+        return Encoded(Dataset.from_dict(cols), [w.doc_index for w in windows])
 
     def collator(self, tokenizer: Any) -> Any:
         from transformers import DataCollatorWithPadding
@@ -75,13 +67,13 @@ class YesNoTask:
 
         return torch.softmax((logits[0] if isinstance(logits, tuple) else logits).float(), dim=-1)
 
-    def decode(self, examples: list[YesNoExample], encoded: Encoded, predictions: Any, labels: list[str]) -> list[dict]:
+    def decode(self, examples: list[YesNoExample], encoded: Encoded, predictions: Any, labels: list[str],
+               cfg: TrainConfig) -> list[dict]:
         """Per example: label, its probability, all class probabilities (windows aggregated per class
         with the config's aggregation, then renormalised) and the number of windows."""
         probs = np.asarray(predictions, dtype=np.float32)
-        meta: ClassMeta = encoded.meta
-        ids = [str(d) for d in meta.doc_index]
-        per_class = [aggregate(ids, probs[:, c], meta.aggregation, meta.c) for c in range(len(labels))] if ids else []
+        ids = [str(d) for d in encoded.meta]  # meta: the example index of each window
+        per_class = [aggregate(ids, probs[:, c], cfg.aggregation, cfg.aggregation_c) for c in range(len(labels))] if ids else []
         out = []
         for i in range(len(examples)):
             p = np.array([agg[str(i)][0] for agg in per_class])
@@ -98,3 +90,16 @@ class YesNoTask:
         pred = [p["label"] for p in predictions]
         return {"accuracy": float(accuracy_score(gold, pred)),
                 "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0))}
+
+    def pick_examples(self, examples: list[YesNoExample], predictions: list[dict]) -> list[tuple[int, str]]:
+        """The most and the least confident test questions."""
+        return most_and_least([(float(p["probability"]), i, p["label"]) for i, p in enumerate(predictions)])
+
+    def explain_section(self, run: Any, example: YesNoExample, n: int, folder: Path, *, attributions: bool,
+                        n_steps: int = 50) -> str:
+        from .yesno_explain import yesno_section
+
+        return yesno_section(run, example, n, folder, attributions=attributions, n_steps=n_steps)
+
+
+TASK = YesNoTask()

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from ..atomic import atomic_open
+from ..errors import InputError
 
 TAG_RE = re.compile(r"^(O|[BI](-\S+)?)$")
 
@@ -36,6 +37,11 @@ class ReadReport:
     tokens: int = 0
     iob_repairs: list[int] = field(default_factory=list)  # lines where I- became B-
     docstart_lines: int = 0
+
+
+def typed(tag: str) -> str:
+    """Untyped B/I tags become B-bio/I-bio for seqeval, as BioBERT does."""
+    return tag + "-bio" if tag in ("B", "I") else tag
 
 
 def chunk_type(tag: str) -> str:
@@ -159,9 +165,8 @@ def write_conll(path: str | Path, sentences: Sequence[Sentence], predicted: Sequ
         raise ValueError(f"expected sentences read from one CoNLL file, found {len(sources)} sources")
     source = Path(sources.pop())
     out = Path(path)
-    tmp = out.with_suffix(out.suffix + ".tmp")
     raw_lines = source.read_bytes().split(b"\n")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_open(out, newline="") as fh:
         for ln, bline in enumerate(raw_lines, start=1):
             line = _decode(source, ln, bline)
             cols = line.split("\t") if "\t" in line else line.split()
@@ -171,6 +176,5 @@ def write_conll(path: str | Path, sentences: Sequence[Sentence], predicted: Sequ
             elif line.strip():
                 raise ValueError(f"{source}:{ln}: a token line without a prediction; was the file changed after reading?")
             fh.write(line + ("\r" if bline.endswith(b"\r") else "") + ("\n" if ln < len(raw_lines) else ""))
-    if tags_at:
-        raise ValueError(f"{source}: {len(tags_at)} predictions for lines that are not token lines (file changed?)")
-    tmp.replace(out)
+        if tags_at:  # raised inside the block: the output is not written
+            raise ValueError(f"{source}: {len(tags_at)} predictions for lines that are not token lines (file changed?)")

@@ -1,7 +1,7 @@
 """`clinical-ft report`: one self-contained HTML page about a run directory: its card and config,
 metrics.json and eval_*.json tables, every PNG curve found in it (embedded), the model card, links
 (relative) to explanation reports saved there, and attention-only example explanations of two test
-examples when the run has test predictions (run_examples.py)."""
+examples when the run has test predictions (examples.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import ClinicalFTError
-from .html import data_uri, esc, page, write_atomic
-from .run_examples import example_sections, explain_module
+from ..interpret.html import data_uri, esc, page, write_atomic
+from .examples import example_sections
 
 MAX_PNG_BYTES = 5_000_000
 MAX_PNGS = 40
@@ -104,7 +104,7 @@ def build_report(run_dir: str | Path, out_html: str | Path, data_dir: str | Path
     examples, why = (example_sections(run, out, data_dir) if examples_wanted
                      else ([], "No example explanation is shown: skipped on request (--no-examples)."))
     sections.append("<h2>Example explanations</h2>" + (f"<p>{why}</p>" if why else "")
-                    + f"<p>Write more with <code>python -m clinical_ft.{esc(explain_module(str(card.get('kind'))))} explain "
+                    + f"<p>Write more with <code>python -m clinical_ft.{esc(str(card.get('kind')))} explain "
                     f"--model {esc(str(run))} ... --out report.html</code> (self-contained HTML with attributions "
                     "and attention).</p>")
     sections += examples

@@ -11,16 +11,13 @@ import numpy as np
 
 from ..chunking import tokenize_windows
 from ..errors import ClinicalFTError
-from .attribution import integrated_gradients, token_logit
-from .core import attention_views, attribution_words, colour_scale, doc_name, write_report
-from .html import DocView, TargetView, esc, render_doc
-from .textmap import owner_tokens, word_spans
+from ..interpret.attribution import integrated_gradients, token_logit
+from ..interpret.core import attention_views, attribution_words, colour_scale, doc_name, write_report
+from ..interpret.html import DocView, TargetView, esc, render_doc
+from ..interpret.textmap import owner_tokens, word_spans
+from .conll import typed
 
-log = logging.getLogger("clinical_ft.interpret")
-
-
-def _typed(tag: str) -> str:
-    return tag + "-bio" if tag in ("B", "I") else tag
+log = logging.getLogger("clinical_ft.ner")
 
 
 def predict_entities(run: Any, text: str) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -57,7 +54,7 @@ def predict_entities(run: Any, text: str) -> tuple[list[Any], list[dict[str, Any
         tags.append(run.labels[lab])
         where.append((t.window, t.position, lab))
     ents = []
-    for typ, a, b in get_entities([_typed(t) for t in tags]):
+    for typ, a, b in get_entities([typed(t) for t in tags]):
         w, p, lab = where[a]
         ents.append({"type": typ, "start": words[a][0], "end": words[b][1], "label": lab, "window": w, "position": p})
     return windows, ents

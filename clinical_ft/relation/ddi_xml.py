@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
-from .relation_data import RelExample
+from ..errors import InputError
+from .pairs import RelExample
 
 log = logging.getLogger("clinical_ft.relation")
 

@@ -1,16 +1,5 @@
-"""Readers for question answering: SQuAD v1 JSON (also BioBERT's BioASQ conversion with the official
-golden files), and PubMedQA-shaped yes/no/maybe JSON; plus the card's split protocol for each.
-
-Split protocol (documented in the cards):
-- a card whose ``test`` file equals its ``train`` file holds out `TEST_FRACTION` of the articles
-  (``data[]`` entries) as test, chosen with ``split_seed``; validation is then carved by article
-  from the rest with ``dev_fraction``.
-- ``bioasq`` format: ``test`` may be a glob of BioBERT test batches whose gold answers come from the
-  official golden files (glob in ``files.golden``); training questions that appear in the test
-  batches are dropped (the 7b training set contains most 6b test questions).
-- ``pubmedqa`` format: ``train`` is ``ori_pqal.json``, ``test`` the ground-truth file whose PMIDs form
-  the test split; the remaining items are train, with validation carved by ``dev_fraction``.
-"""
+"""Readers for question answering: SQuAD v1 JSON (also BioBERT's BioASQ conversion), the official
+BioASQ golden files, and PubMedQA-shaped yes/no/maybe JSON. The cards' split protocols: splits.py."""
 
 from __future__ import annotations
 
@@ -20,13 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TaskCard
-from .data import carve, split_path
-from .errors import ClinicalFTError, InputError
-from .resources import resolve_data_path
+from ..errors import InputError
 
 log = logging.getLogger("clinical_ft.qa")
-TEST_FRACTION = 0.2
 
 
 @dataclass
@@ -65,7 +50,7 @@ class YesNoExample:
     source: str = ""
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -103,7 +88,7 @@ def read_squad(path: str | Path, *, require_answers: bool = True, factoid: bool 
         InputError: not SQuAD-shaped, naming the JSON location.
     """
     path = Path(path)
-    doc = _load_json(path)
+    doc = load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise InputError(path, None, 'SQuAD v1 JSON: an object with a "data" list', type(doc).__name__)
     out: list[QAExample] = []
@@ -155,7 +140,7 @@ def read_bioasq_golden(paths: list[Path]) -> dict[str, list[str]]:
     """Question id -> acceptable exact answers (synonyms flattened) from official BioASQ golden files."""
     gold: dict[str, list[str]] = {}
     for path in paths:
-        doc = _load_json(path)
+        doc = load_json(path)
         if not isinstance(doc, dict) or not isinstance(doc.get("questions"), list):
             raise InputError(path, None, 'BioASQ golden JSON: an object with a "questions" list', type(doc).__name__)
         for qi, q in enumerate(doc["questions"]):
@@ -180,7 +165,7 @@ def read_yesno(path: str | Path, labels: dict[str, str] | None = None, require_l
         InputError: wrong shape or a missing label, naming the id.
     """
     path = Path(path)
-    doc = _load_json(path)
+    doc = load_json(path)
     if not isinstance(doc, dict):
         raise InputError(path, None, "a JSON object keyed by question id", type(doc).__name__)
     out = []
@@ -196,116 +181,4 @@ def read_yesno(path: str | Path, labels: dict[str, str] | None = None, require_l
         if label is None and require_labels:
             raise InputError(path, None, f"[{key!r}].final_decision: yes, no or maybe", "none")
         out.append(YesNoExample(str(key), item["QUESTION"], ctx, label, str(path)))
-    return out
-
-
-def _glob(card: TaskCard, key: str, data_dir: str | Path | None) -> list[Path]:
-    root = resolve_data_path(card.data.path, data_dir)
-    paths = sorted(root.glob(card.data.files[key]))
-    if not paths:
-        raise ClinicalFTError(f"no file matches {root / card.data.files[key]} (card {card.name!r} files.{key}). "
-                              "Pass --data-dir DIR (the folder holding the card's data path) or set $CLINICAL_FT_DATA.")
-    return paths
-
-
-def _paths(card: TaskCard, split: str, data_dir: str | Path | None) -> list[Path]:
-    if "*" in card.data.files.get(split, ""):
-        return _glob(card, split, data_dir)
-    return [split_path(card, split, data_dir)]
-
-
-def _tag(examples: list[Any], split: str) -> list[Any]:
-    for e in examples:
-        if isinstance(e, QAExample):
-            e.split = split
-    return examples
-
-
-def extractive_split(card: TaskCard, split: str, data_dir: str | Path | None) -> list[QAExample]:
-    """One split of an extractive card (format ``squad`` or ``bioasq``), following the module's protocol."""
-    files, d = card.data.files, card.data
-    factoid = d.format == "bioasq"
-    shared_test = "test" in files and files["test"] == files.get("train")
-    carve_dev = d.dev_fraction is not None and "validation" not in files
-
-    def group(e: QAExample) -> str:
-        return e.group
-
-    def read(split_name: str, require: bool = True) -> list[QAExample]:
-        return [e for p in _paths(card, split_name, data_dir) for e in read_squad(p, require_answers=require, factoid=factoid)]
-
-    if split == "test" and shared_test:
-        return _tag(carve(read("train"), TEST_FRACTION, d.split_seed, "validation", group), split)
-    if split == "train" or (split == "validation" and carve_dev):
-        pool = read("train")
-        if shared_test:
-            pool = carve(pool, TEST_FRACTION, d.split_seed, "train", group)
-        elif factoid and "test" in files:
-            test_q = {e.question_id for e in read("test", require=False)}
-            before = len(pool)
-            pool = [e for e in pool if e.question_id not in test_q]
-            log.warning("dropped %d training examples whose question is in the test batches", before - len(pool))
-        part = carve(pool, d.dev_fraction, d.split_seed, split, group) if carve_dev else pool
-        return _tag(part, split)
-    examples = read(split, require=not (factoid and "golden" in files))
-    if factoid and "golden" in files:
-        gold = read_bioasq_golden(_glob(card, "golden", data_dir))
-        for e in examples:
-            if e.answers is None:
-                if e.question_id not in gold:
-                    raise InputError(e.source, None, f"{e.where}: question {e.question_id} in the golden files "
-                                     f"({files['golden']})", "no factoid entry")
-                e.gold = gold[e.question_id]
-    return _tag(examples, split)
-
-
-def yesno_split(card: TaskCard, split: str, data_dir: str | Path | None) -> list[YesNoExample]:
-    """One split of a yes/no card (format ``pubmedqa``), following the module's protocol."""
-    files, d = card.data.files, card.data
-    carve_dev = d.dev_fraction is not None and "validation" not in files
-    if split in ("train", "validation") and not (split == "validation" and not carve_dev):
-        items = read_yesno(split_path(card, "train", data_dir), require_labels=False)
-        if "test" in files:
-            test_ids = set(_load_json(split_path(card, "test", data_dir)))
-            items = [x for x in items if x.id not in test_ids]
-        for x in items:
-            if x.label is None:
-                raise InputError(x.source, None, f"[{x.id!r}].final_decision: a label", "none")
-        return carve(items, d.dev_fraction, d.split_seed, split) if carve_dev else items
-    path = split_path(card, split, data_dir)
-    if split == "test" and files.get("test") != files.get("train") and "train" in files:
-        truth = _load_json(path)
-        if not isinstance(truth, dict):
-            raise InputError(path, None, "a JSON object mapping id -> label", type(truth).__name__)
-        if not all(isinstance(v, str) for v in truth.values()):  # a test file in the full shape
-            return read_yesno(path)
-        items = {x.id: x for x in read_yesno(split_path(card, "train", data_dir), truth, require_labels=False)}
-        absent = [k for k in truth if k not in items]
-        if absent:
-            raise InputError(path, None, f"ids present in {files['train']}", f"{len(absent)} unknown, first {absent[0]!r}")
-        return [items[k] for k in truth]
-    return read_yesno(path)
-
-
-def feature_columns(windows: list[Any]) -> dict[str, list]:
-    """Model-input columns of tokenized windows (plus `length` for length grouping)."""
-    cols: dict[str, list] = {"input_ids": [w.input_ids for w in windows], "token_type_ids": [w.token_type_ids for w in windows],
-                             "attention_mask": [[1] * len(w.input_ids) for w in windows],
-                             "length": [len(w.input_ids) for w in windows]}
-    return cols
-
-
-def fit_questions(tokenizer: Any, questions: list[str], max_length: int, stride: int) -> list[str]:
-    """Questions cut (with a warning) to at most half a window, so that each window keeps more than
-    `stride` context tokens (longer questions cannot be windowed). Returns the question strings."""
-    limit = max(1, min(max_length - stride - 4, max_length // 2))  # 3 special tokens; context > stride
-    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"] if questions else []
-    out, cut = [], 0
-    for q, offs in zip(questions, offsets):
-        if len(offs) > limit:
-            q, cut = q[: offs[limit - 1][1]], cut + 1
-        out.append(q)
-    if cut:
-        log.warning("%d questions longer than %d tokens were cut to fit max_length %d with stride %d",
-                    cut, limit, max_length, stride)
     return out

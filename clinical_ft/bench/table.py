@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import rundir
-from .config import Reference, TaskCard, read_yaml
+from .. import engine, registry
+from ..atomic import atomic_path, write_json, write_text
+from ..config import Reference, TaskCard, read_yaml
+from ..rundir import RUN_FILE
 
 log = logging.getLogger("clinical_ft.benchmark")
 CACHE_FILE = "bootstrap_cache.json"
@@ -77,8 +79,7 @@ def seed_mean_ci(task: Any, examples: Sequence[Any], labels: list[str], preds_by
     predictions, labels, key) -> (rows, value)`` (NER: entity counts per sentence); a resample then
     sums rows instead of re-scoring (same draws, same interval, far faster). Otherwise each resample
     calls the task's `score`."""
-    counts = getattr(task, "score_counts", None)
-    parts = [counts(examples, p, labels, key) for p in preds_by_seed] if counts else [None]
+    parts = [task.score_counts(examples, p, labels, key) for p in preds_by_seed]
     if all(x is not None for x in parts):
         def statistic(idx: np.ndarray) -> float:
             return float(np.mean([value(rows[idx].sum(axis=0)) for rows, value in parts]))
@@ -90,26 +91,17 @@ def seed_mean_ci(task: Any, examples: Sequence[Any], labels: list[str], preds_by
     return bootstrap_ci(statistic, len(examples), resamples, seed)
 
 
-def read_predictions(path: Path) -> list[Any]:
-    """Per-example predictions written by engine.evaluate(save_predictions=True), in order."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r["prediction"] for r in sorted(rows, key=lambda r: r["index"])]
-
-
 def _group_ci(grid: Any, group: list[Any], recs: list[dict[str, Any]], cache: dict[str, Any]) -> tuple[float, float]:
     """CI for the done runs `group` (cells of one card x encoder), cached by prediction-file content."""
-    from . import benchmark
-    from .config import from_dict
-
     files = [c.dir / "predictions_test.jsonl" for c in group]
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
     key = f"{group[0].card.name}|{group[0].encoder}|{[c.seed for c in group]}|{grid.bootstrap}|{grid.bootstrap_seed}|{digest}"
     if key not in cache:
-        run_file = read_yaml(group[0].dir / "run.yaml")
-        card = from_dict(TaskCard, run_file["card"], str(group[0].dir / "run.yaml"))
-        task = benchmark.load_task(card.kind, card)
+        run_file = read_yaml(group[0].dir / RUN_FILE)
+        card = registry.run_card(group[0].dir)
+        task = registry.for_card(card)
         examples = task.load_split(card, "test", grid.data_dir)
-        preds = [read_predictions(f) for f in files]
+        preds = [engine.read_predictions(f) for f in files]
         if any(len(p) != len(examples) for p in preds):
             raise ValueError(f"{len(examples)} test examples but {[len(p) for p in preds]} saved predictions")
         cache[key] = seed_mean_ci(task, examples, list(run_file["labels"]), preds, recs[0]["metric"],
@@ -257,10 +249,9 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylim(0, 1.08 * max([100.0] + [r["reference"] or 0 for r in rows]))
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(3, len(encs)))
     fig.tight_layout()
-    tmp = path.with_suffix(".png.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_tables(grid: Any, cells: list[Any], out: Path, fmt: str = "markdown") -> str:
@@ -280,7 +271,7 @@ def write_tables(grid: Any, cells: list[Any], out: Path, fmt: str = "markdown") 
             cis[k] = _group_ci(grid, group, [r for r in recs if (r["card"], r["encoder"]) == k and r["status"] == "done"], cache)
         except Exception as exc:  # the table still shows mean/sd; the interval says n/a
             log.warning("no bootstrap interval for %s x %s: %s: %s", *k, type(exc).__name__, exc)
-        rundir.write_json(cache_path, cache)  # after every interval, so an interrupted table keeps what it computed
+        write_json(cache_path, cache)  # after every interval, so an interrupted table keeps what it computed
     cards = {c.card.name: c.card for c in cells}
     rows = summarize(recs, cards, grid.budget(), cis)
     text = markdown(rows, macro(rows, len(cards)), recs, grid, out)
@@ -288,9 +279,7 @@ def write_tables(grid: Any, cells: list[Any], out: Path, fmt: str = "markdown") 
                                         "reference", "reference_model", "diff", "limited", "budget"])
     for name, content in (("results.md", text), ("results.csv", table.to_csv(index=False, float_format="%.4f")),
                           ("runs.csv", pd.DataFrame(recs).to_csv(index=False))):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(content, encoding="utf-8")
-        tmp.replace(out / name)
+        write_text(out / name, content)
     if rows:
         chart(rows, out / "results.png")
     return text if fmt == "markdown" else (out / "results.csv").read_text(encoding="utf-8")

@@ -15,19 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClinicalFTError
-from .attribution import class_log_odds
-from .core import attention_views, attribute, class_table, doc_name, model_shape, top_words_html, write_report
-from .html import DocView, TargetView, esc, render_doc
-from .textmap import owner_tokens, word_spans
+from ..interpret.attribution import class_log_odds
+from ..interpret.core import (
+    attention_views,
+    attribute,
+    class_table,
+    doc_name,
+    model_shape,
+    top_words_html,
+    write_report,
+)
+from ..interpret.html import DocView, TargetView, esc, render_doc
+from ..interpret.textmap import owner_tokens, word_spans
+from ..taskapi import task_options
 
-log = logging.getLogger("clinical_ft.interpret")
+log = logging.getLogger("clinical_ft.relation")
 MARKER = re.compile(r"\[E([12])(?::([a-z0-9_]+))?\] ?| ?\[/E([12])(?::[a-z0-9_]+)?\]")  # untyped or typed
 ATOMS = re.compile(r"\[/?E[12](?::[a-z0-9_]+)?\]|@[A-Z][A-Z-]*\$|BC6ENT[CG]")  # shown (and scored) as one word
 
 
 def parse_markers(text: str) -> tuple[str, tuple[tuple[int, int], tuple[int, int]], tuple[str, str] | None] | None:
     """Strip ``[E1] x [/E1]`` / ``[E2] y [/E2]`` markers, typed (``[E1:drug]``) or not (the formats
-    relation_data.mark writes).
+    pairs.mark writes).
 
     Returns:
         (unmarked text, (span of argument 1, span of argument 2) with exclusive ends, the two
@@ -74,7 +83,7 @@ def pair_example(pair_id: str, text: str, label: str | None = None, source: str 
     Raises:
         ClinicalFTError: the sentence marks no argument.
     """
-    from ..relation_data import RelExample, _tsv_starts
+    from .pairs import RelExample, _tsv_starts
 
     parsed = parse_markers(text)
     if parsed is not None:
@@ -123,12 +132,10 @@ def relation_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: b
     """The report section of one pair (its PNG heatmap written to `folder`)."""
     import torch
 
-    from ..relation import TASK, options
-
     model, tok = run.model, run.tokenizer
-    opts = options(run.cfg)
+    opts = task_options(run.task, run.cfg)
     text, starts = _marked(ex, opts)
-    enc = TASK.encode(tok, [dataclasses.replace(ex, label=None)], run.cfg, run.labels)  # gold: shown, not encoded
+    enc = run.task.encode(tok, [dataclasses.replace(ex, label=None)], run.cfg, run.labels)  # gold: shown, not encoded
     win, row = enc.meta[0], enc.dataset[0]
     queries = {"cls": 0}
     extra = None
@@ -167,7 +174,7 @@ def explain_relation(run: Any, pairs: list[Any], out_html: str | Path, *, attrib
 
     Args:
         run: a loaded relation run (engine.Run), [CLS] or entity-start pooling.
-        pairs: (id, marked sentence) pairs, or relation_data.RelExample objects (e.g. from a tsv).
+        pairs: (id, marked sentence) pairs, or pairs.RelExample objects (e.g. from a tsv).
         out_html: report path to write; PNG heatmaps go to ``<stem>_heatmaps/`` beside it.
         attributions: compute integrated gradients of the predicted label's log-odds.
         n_steps: integration steps.
