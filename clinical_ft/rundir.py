@@ -91,6 +91,14 @@ def write_model_card(out: Path, card: TaskCard, cfg: TrainConfig, metrics: dict[
     write_text(out / "README.md", "\n".join(lines) + "\n")
 
 
+def run_card(run_dir: str | Path) -> TaskCard:
+    """The card recorded in a run directory's run.yaml."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ClinicalFTError(f"{run_dir} is not a clinical_ft run directory (no {RUN_FILE}); train one first")
+    return from_dict(TaskCard, read_yaml(path)["card"], f"{path} card")
+
+
 def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa") -> Run:
     """Load a run directory written by `train` (model weights via safetensors)."""
     path = Path(run_dir)

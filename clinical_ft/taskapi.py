@@ -2,19 +2,22 @@
 
 Every hook the engine, the benchmark runner, the tables and the run report call is declared here,
 the optional ones with their default behaviour, so a task's contract is read in one place. A task
-class subclasses `Task` explicitly (to inherit those defaults) and the registry (registry.py) is
-the only place that maps a card to it.
+class subclasses `Task` explicitly (to inherit those defaults). Which task serves a card is decided
+by :func:`head_for` from the tasks' declared kind and formats: over every task in registry.py, or
+over the heads of one task package in that package's CLI. Cards and configs are loaded and checked
+against their task here too (:func:`load_card`, :func:`load_config`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from .config import TaskCard, TrainConfig, build
-from .errors import ConfigError
+from . import resources
+from .config import TaskCard, TrainConfig, build, load
+from .errors import ClinicalFTError, ConfigError
 
 SPLIT_ROLES = ("train", "validation", "test")
 
@@ -161,3 +164,47 @@ def check_card(task: Task, card: TaskCard) -> list[str]:
         problems.append(f"metric: expected a score key of the {card.kind} task such as {list(task.score_keys)}"
                         + (" or <label>_f1" if task.per_label_scores else "") + f", found {card.metric!r}")
     return problems
+
+
+def find_head(tasks: Sequence[Task], kind: Any, fmt: Any) -> tuple[Task | None, str]:
+    """The task of `tasks` serving cards of `kind` and data format `fmt`, or None and why not."""
+    mine = [t for t in tasks if t.kind == kind]
+    if not mine:
+        return None, f"kind: expected one of {list(dict.fromkeys(t.kind for t in tasks))}, found {kind!r}"
+    for task in mine:
+        if fmt in task.formats:
+            return task, ""
+    return None, f"data.format: expected one of {[f for t in mine for f in t.formats]} for kind {kind}, found {fmt!r}"
+
+
+def head_for(tasks: Sequence[Task], card: TaskCard) -> Task:
+    """The task of `tasks` serving `card` (ClinicalFTError when none does)."""
+    task, why = find_head(tasks, card.kind, card.data.format if card.data else None)
+    if task is None:
+        raise ClinicalFTError(f"card {card.name!r}: {why}")
+    return task
+
+
+def card_problems(tasks: Sequence[Task], card: TaskCard) -> list[str]:
+    """What is wrong with `card` for the task of `tasks` that would serve it (empty: nothing)."""
+    if card.data is None:
+        return []
+    task, why = find_head(tasks, card.kind, card.data.format)
+    return [why] if task is None else check_card(task, card)
+
+
+def load_card(name: str | Path, tasks: Sequence[Task]) -> TaskCard:
+    """A card by path or shipped name, validated whole: its own fields and against its task in `tasks`."""
+    return load(TaskCard, resources.find(name, "tasks"), checks=lambda c: card_problems(tasks, c))
+
+
+def load_config(name: str | Path | None, overrides: list[str] | dict[str, Any] | None, task: Task | None) -> TrainConfig:
+    """A train config by path or shipped name (defaults when None) plus overrides, validated whole;
+    with `task`, its ``task_options`` too (unknown, mistyped or out-of-range keys)."""
+    path = resources.find(name, "configs") if name else None
+
+    def options_problems(cfg: TrainConfig) -> list[str]:
+        return build(task.options, cfg.task_options, "task_options.")[1] if isinstance(cfg.task_options, dict) else []
+
+    return load(TrainConfig, path, overrides, checks=options_problems if task else None)
+

@@ -1,6 +1,7 @@
 """Command-line plumbing shared by every task package: `train` and `evaluate` are the same for all
-tasks; each task's ``cli.py`` adds its own `predict` and `explain` handlers. The task serving a card
-or a run comes from the registry, never from the command's module."""
+tasks; each task's ``cli.py`` adds its own `predict` and `explain` handlers. A task CLI serves the
+heads of its own package (qa: extractive and yes/no): the card's, or the run's, kind and format pick
+among them (taskapi.head_for), and a card of another kind is refused, naming the command to use."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import engine, registry
-from .config import TaskCard, TrainConfig, parse_overrides
+from . import engine, resources
+from .config import TaskCard, TrainConfig, parse_overrides, read_yaml
 from .errors import ClinicalFTError
-from .taskapi import Task
+from .rundir import run_card
+from .taskapi import Task, head_for, load_card, load_config
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -32,33 +34,39 @@ def setup_logging(verbose: bool = False) -> None:
         pass
 
 
-def _check_kind(task: Task, kind: str | None, what: str) -> None:
-    if kind is not None and task.kind != kind:
-        raise ClinicalFTError(f"{what} is a {task.kind} task; use python -m clinical_ft.{task.kind}")
+Heads = Sequence[Task]  # the tasks of one task package
+
+
+def _own_kind(heads: Heads, kind: Any, what: str) -> None:
+    if isinstance(kind, str) and kind != heads[0].kind:
+        raise ClinicalFTError(f"{what} is of kind {kind}, not {heads[0].kind}; use python -m clinical_ft.{kind}")
 
 
 def load_card_and_config(card: str | Path | TaskCard, config: str | None, overrides: list[str], encoder: str | None,
-                         kind: str | None = None) -> tuple[Task, TaskCard, TrainConfig]:
-    """The card's task, the card and the config (shipped names or paths), validated whole together;
-    `key=value` overrides and --encoder on top.
+                         heads: Heads) -> tuple[Task, TaskCard, TrainConfig]:
+    """The card's task among `heads`, the card and the config (shipped names or paths), validated
+    whole together; `key=value` overrides and --encoder on top.
 
     Raises:
         ConfigError: every problem of the card, and of the config (task_options included).
-        ClinicalFTError: the card is not of `kind` (the command's task).
+        ClinicalFTError: the card is of another kind than `heads` (naming the command to use).
     """
-    card_obj = card if isinstance(card, TaskCard) else registry.load_card(card)
-    task = registry.for_card(card_obj)
-    _check_kind(task, kind, f"card {card_obj.name!r}")
+    if not isinstance(card, TaskCard):
+        path = resources.find(card, "tasks")
+        _own_kind(heads, (read_yaml(path) or {}).get("kind"), f"card {path}")  # then every problem at once
+        card = load_card(path, heads)
+    task = head_for(heads, card)
     extra = parse_overrides(overrides)
     if encoder:
         extra["encoder"] = encoder
-    return task, card_obj, registry.load_config(config, extra, task)
+    return task, card, load_config(config, extra, task)
 
 
-def open_run(run_dir: str | Path, kind: str | None = None, **kwargs: Any) -> tuple[Task, engine.Run]:
-    """The task of a run directory (from its run.yaml) and the loaded run."""
-    task = registry.for_run(run_dir)
-    _check_kind(task, kind, f"run {run_dir}")
+def open_run(run_dir: str | Path, heads: Heads, **kwargs: Any) -> tuple[Task, engine.Run]:
+    """The task of a run directory among `heads` (from its run.yaml) and the loaded run."""
+    card = run_card(run_dir)
+    _own_kind(heads, card.kind, f"run {run_dir}")
+    task = head_for(heads, card)
     return task, engine.load_run(task, run_dir, **kwargs)
 
 
@@ -105,27 +113,27 @@ def print_evaluation(run: engine.Run, metrics: dict[str, Any], split: str) -> No
     print(f"written to {run.path / ('eval_' + split + '.json')} and {engine.predictions_path(run.path, split).name}")
 
 
-def commands(kind: str) -> dict[str, Handler]:
-    """The `train` and `evaluate` handlers of the task CLI of `kind`."""
+def commands(heads: Heads) -> dict[str, Handler]:
+    """The `train` and `evaluate` handlers of the task CLI serving `heads`."""
 
     def train(args: argparse.Namespace) -> int:
-        task, card, cfg = load_card_and_config(args.card, args.config, args.overrides, args.encoder, kind)
+        task, card, cfg = load_card_and_config(args.card, args.config, args.overrides, args.encoder, heads)
         return train_run(task, card, cfg, args)
 
     def evaluate(args: argparse.Namespace) -> int:
-        task, run = open_run(args.model, kind)
+        task, run = open_run(args.model, heads)
         print_evaluation(run, engine.evaluate(task, run, args.split, args.data_dir), args.split)
         return 0
 
     return {"train": train, "evaluate": evaluate}
 
 
-def run(kind: str, p: argparse.ArgumentParser, argv: list[str] | None, extra: dict[str, Handler]) -> int:
-    """Parse `argv` and dispatch to the handlers (train/evaluate of `kind`, then `extra`); user errors
+def run(heads: Heads, p: argparse.ArgumentParser, argv: list[str] | None, extra: dict[str, Handler]) -> int:
+    """Parse `argv` and dispatch to the handlers (train/evaluate for `heads`, then `extra`); user errors
     print one clear message and return 2."""
     args = p.parse_args(argv)
     setup_logging(args.verbose)
-    handlers = {**commands(kind), **extra}
+    handlers = {**commands(heads), **extra}
     try:
         return handlers[args.command](args)
     except ClinicalFTError as exc:

@@ -209,3 +209,18 @@ def test_validate_reports_missing_data(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "valid task card" in out and "data missing" in out and "data.files.test: no_such_test.tsv" in out
     assert "data.files.train" not in out
+
+
+def test_a_task_cli_refuses_a_card_or_run_of_another_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clinical_ft.ner.cli import main as ner_main
+    from clinical_ft.relation.cli import main as relation_main
+
+    card = "tests/fixtures/relation/gad_mini.yaml"
+    assert ner_main(["train", "--card", card, "--out", str(tmp_path / "r")]) == 2
+    assert "is of kind relation, not ner; use python -m clinical_ft.relation" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    bad = tmp_path / "bad.yaml"  # every problem of a card of the command's kind at once
+    bad.write_text(Path(card).read_text().replace("metric: f1", "metric: F1 of class 1").replace("test:", "tset:"))
+    assert relation_main(["train", "--card", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err and "data.files.tset: unknown split role" in err and "metric: expected" in err

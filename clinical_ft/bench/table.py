@@ -25,7 +25,7 @@ import numpy as np
 from .. import engine, registry
 from ..atomic import atomic_path, write_json, write_text
 from ..config import Reference, TaskCard, read_yaml
-from ..rundir import RUN_FILE
+from ..rundir import RUN_FILE, run_card
 
 log = logging.getLogger("clinical_ft.benchmark")
 CACHE_FILE = "bootstrap_cache.json"
@@ -98,7 +98,7 @@ def _group_ci(grid: Any, group: list[Any], recs: list[dict[str, Any]], cache: di
     key = f"{group[0].card.name}|{group[0].encoder}|{[c.seed for c in group]}|{grid.bootstrap}|{grid.bootstrap_seed}|{digest}"
     if key not in cache:
         run_file = read_yaml(group[0].dir / RUN_FILE)
-        card = registry.run_card(group[0].dir)
+        card = run_card(group[0].dir)
         task = registry.for_card(card)
         examples = task.load_split(card, "test", grid.data_dir)
         preds = [engine.read_predictions(f) for f in files]

@@ -50,7 +50,7 @@ def predict(run: engine.Run, sentences: list[Sentence]) -> list[list[str]]:
 def _predict(args: argparse.Namespace) -> int:
     from seqeval.metrics.sequence_labeling import get_entities
 
-    _, run = taskcli.open_run(args.model, "ner")
+    _, run = taskcli.open_run(args.model, (TASK,))
     inp = Path(args.input)
     fmt = args.format or ("text" if inp.suffix in (".txt", ".text") else "conll")
     if fmt == "conll":
@@ -82,7 +82,7 @@ def _explain(args: argparse.Namespace) -> int:
     docs, blank = ([("text", args.text)], 0) if args.text is not None else read_lines(args.input)
     if not docs:
         raise ClinicalFTError(f"{args.input}: no non-blank line to explain")
-    _, run = taskcli.open_run(args.model, "ner")
+    _, run = taskcli.open_run(args.model, (TASK,))
     out = explain_ner(run, docs, args.out, attributions=not args.no_attributions, n_steps=args.n_steps,
                       max_entities=args.max_entities)
     skipped = f" ({blank} blank line(s) skipped)" if blank else ""
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--out", required=True, help="HTML report to write (PNG heatmaps go beside it)")
     ex.add_argument("--max-entities", type=int, default=20, help="entities attributed per document (default 20)")
     add_common_args(ex)
-    return taskcli.run("ner", p, argv, {"predict": _predict, "explain": _explain})
+    return taskcli.run((TASK,), p, argv, {"predict": _predict, "explain": _explain})
 
 
 if __name__ == "__main__":

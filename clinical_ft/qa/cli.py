@@ -1,5 +1,5 @@
 """``python -m clinical_ft.qa train|evaluate|predict|explain``: question answering. The card's
-``data.format`` picks the head (registry.py): ``squad``/``bioasq`` extractive spans, ``pubmedqa``
+``data.format`` picks the head: ``squad``/``bioasq`` extractive spans, ``pubmedqa``
 yes/no/maybe; a trained run's card decides for evaluate, predict and explain."""
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from ..atomic import write_text
 from ..errors import ClinicalFTError
 from ..interpret.cli import add_selection, check_steps, select
 from ..taskapi import Task
+from .extractive import TASK as EXTRACTIVE
 from .readers import QAExample, YesNoExample, read_squad, read_yesno
+from .yesno import TASK as YESNO
 from .yesno import YesNoTask
+
+HEADS = (EXTRACTIVE, YESNO)  # the card's (or run's) data.format picks one
 
 
 def _yesno(task: Task) -> bool:
@@ -58,7 +62,7 @@ def _examples(task: Task, args: argparse.Namespace, what: str) -> tuple[list[Any
 
 
 def _predict(args: argparse.Namespace) -> int:
-    task, run = taskcli.open_run(args.model, "qa")
+    task, run = taskcli.open_run(args.model, HEADS)
     examples, _ = _examples(task, args, "predict")
     rows = predict(task, run, examples)
     text = "".join(json.dumps(r, default=float) + "\n" for r in rows)
@@ -74,7 +78,7 @@ def _explain(args: argparse.Namespace) -> int:
     from .explain import explain_qa
 
     check_steps(args)
-    task, run = taskcli.open_run(args.model, "qa")
+    task, run = taskcli.open_run(args.model, HEADS)
     examples, more = _examples(task, args, "explain")
     out = explain_qa(run, examples, args.out, attributions=not args.no_attributions, n_steps=args.n_steps)
     left = f" ({more} more left out by --limit {args.limit})" if more else ""
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--input", help="SQuAD v1 JSON (answers optional), or PubMedQA-shaped JSON for a yes/no run "
                     "(final_decision optional); gold answers are shown when present")
     add_selection(ex, "question")
-    return taskcli.run("qa", p, argv, {"predict": _predict, "explain": _explain})
+    return taskcli.run(HEADS, p, argv, {"predict": _predict, "explain": _explain})
 
 
 if __name__ == "__main__":

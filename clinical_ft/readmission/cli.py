@@ -21,7 +21,7 @@ from ..errors import ClinicalFTError
 from . import infer
 from .notes import iter_blocks
 from .prepare import card_from_data, prepare
-from .task import TITLE
+from .task import TASK, TITLE
 
 PROG = "python -m clinical_ft.readmission"
 
@@ -57,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.card):
         raise ClinicalFTError("give exactly one of --data (a prepared folder) or --card (a task card)")
     card = card_from_data(args.data) if args.data else args.card
-    task, card, cfg = taskcli.load_card_and_config(card, args.config, args.overrides, args.encoder, "readmission")
+    task, card, cfg = taskcli.load_card_and_config(card, args.config, args.overrides, args.encoder, (TASK,))
     return taskcli.train_run(task, card, cfg, args, "validation (admission level)")
 
 
@@ -66,7 +66,7 @@ def _load(args: argparse.Namespace) -> tuple[object, engine.Run]:
     c = getattr(args, "c", None)
     if c is not None and not (math.isfinite(c) and c > 0):
         raise ClinicalFTError(f"--c: expected ClinicalBERT's aggregation constant, a number > 0; found {c}")
-    task, run = taskcli.open_run(args.model, "readmission")
+    task, run = taskcli.open_run(args.model, (TASK,))
     changes = {k: v for k, v in (("aggregation", getattr(args, "aggregation", None)), ("aggregation_c", c))
                if v is not None}
     return task, dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, **changes)) if changes else run
@@ -166,4 +166,4 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     extra = {"train": _train, "evaluate": _evaluate, "prepare": _prepare, "predict": _predict,
              "explain": _explain, "demo": _demo}
-    return taskcli.run("readmission", build_parser(), argv, extra)
+    return taskcli.run((TASK,), build_parser(), argv, extra)

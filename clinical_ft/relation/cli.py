@@ -22,7 +22,7 @@ def predict(run: engine.Run, examples: list[RelExample]) -> list[tuple[str, floa
 
 
 def _predict(args: argparse.Namespace) -> int:
-    _, run = taskcli.open_run(args.model, "relation")
+    _, run = taskcli.open_run(args.model, (TASK,))
     inp = Path(args.input)
     if not inp.exists():
         raise ClinicalFTError(f"input {inp} not found")
@@ -54,7 +54,7 @@ def _explain(args: argparse.Namespace) -> int:
             raise ClinicalFTError(f"--input {args.input}: no such file")
         rows, more = select(read_tsv(args.input, require_labels=False), args.ids, args.limit, args.input)
         pairs = [pair_example(r.id, r.text, r.label, r.source) for r in rows]
-    _, run = taskcli.open_run(args.model, "relation")
+    _, run = taskcli.open_run(args.model, (TASK,))
     out = explain_relation(run, pairs, args.out, attributions=not args.no_attributions, n_steps=args.n_steps)
     left = f" ({more} more left out by --limit {args.limit})" if more else ""
     print(f"{len(pairs)} pair(s) explained{left} -> {out}")
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--text", help='one sentence, arguments marked "[E1] x [/E1] ... [E2] y [/E2]" or masked (@DRUG$)')
     src.add_argument("--input", help="tsv as predict reads it ([index<TAB>]sentence[<TAB>label]), marked sentences")
     add_selection(ex, "pair")
-    return taskcli.run("relation", p, argv, {"predict": _predict, "explain": _explain})
+    return taskcli.run((TASK,), p, argv, {"predict": _predict, "explain": _explain})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .. import engine, registry
+from .. import engine, registry, rundir
 from ..errors import ClinicalFTError
 from ..interpret.heatmap import png_dir
 from ..interpret.html import esc
@@ -33,7 +33,7 @@ def example_sections(run_dir: Path, out_html: Path, data_dir: str | Path | None 
         (HTML sections, an escaped HTML sentence introducing them) or ([], one saying why no
         example is shown).
     """
-    card = registry.run_card(run_dir)
+    card = rundir.run_card(run_dir)
     preds_file = engine.predictions_path(run_dir, "test")
     try:
         try:
