@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     selected = [(i, ROWS[i]) for i in map(int, args.rows.split(","))]
 
-    from clinical_ft.config import TaskCard, load
-    from clinical_ft.resources import data_root, find
+    from clinical_ft.registry import load_card
+    from clinical_ft.resources import data_root
 
-    card = load(TaskCard, find(args.card, "tasks"))
+    card = load_card(args.card)
     module, config = f"clinical_ft.{card.kind}", CONFIG.format(kind=card.kind)
     shared = data_root()
     work, results = Path(args.work), Path(args.results)

@@ -30,13 +30,12 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels")
 
 
 def _side(name: str, overrides: list[str], seed: int) -> dict[str, Any]:
-    from clinical_ft import encoders
+    from clinical_ft import encoders, registry
     from clinical_ft.ner import TASK
-    from clinical_ft.taskcli import load_card_and_config
     from clinical_ft.trainer import trainer_class, training_arguments
 
-    _, card, cfg = load_card_and_config("tasks/ner/ncbi_disease.yaml", "configs/ner/minilm.yaml",
-                                        overrides + ["eval_strategy=no"], None, "ner")
+    card = registry.load_card("tasks/ner/ncbi_disease.yaml")
+    cfg = registry.load_config("configs/ner/minilm.yaml", overrides + ["eval_strategy=no"], TASK)
     tok = encoders.load_tokenizer(cfg.encoder)
     train = TASK.load_split(card, "train", None)
     labels = TASK.label_list(card, train)

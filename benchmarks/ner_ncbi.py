@@ -54,9 +54,8 @@ BASELINE_BATCH = 8
 
 def _ours_worker(work: Path, n_examples: int, config: str, overrides: list[str]) -> int:
     """Train ours (engine.train, shipped config) one epoch on the first `n_examples` sentences, no eval."""
-    from clinical_ft import engine
+    from clinical_ft import engine, registry
     from clinical_ft.ner import NerTask
-    from clinical_ft.taskcli import load_card_and_config
 
     class CountingNer(NerTask):
         counter: CountingCollator | None = None
@@ -65,10 +64,10 @@ def _ours_worker(work: Path, n_examples: int, config: str, overrides: list[str])
             self.counter = CountingCollator(super().collator(tokenizer))
             return self.counter
 
-    _, card, cfg = load_card_and_config(CARD, config, [f"max_train_examples={n_examples}", "num_train_epochs=1",
-                                                       "eval_strategy=no", "max_eval_examples=1", *overrides], None,
-                                        "ner")
     task = CountingNer()
+    card = registry.load_card(CARD)
+    cfg = registry.load_config(config, [f"max_train_examples={n_examples}", "num_train_epochs=1",
+                                        "eval_strategy=no", "max_eval_examples=1", *overrides], task)
     m = engine.train(task, card, cfg, work, overwrite=True)
     c = task.counter
     runtime = m["train_runtime_s"]

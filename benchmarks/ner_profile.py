@@ -25,15 +25,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from clinical_ft import encoders
+    from clinical_ft import encoders, registry
     from clinical_ft.ner import TASK
-    from clinical_ft.taskcli import load_card_and_config
     from clinical_ft.trainer import trainer_class, training_arguments
 
     over = ["per_device_train_batch_size=8", "group_by_length=false", "learning_rate=5e-5", "warmup_ratio=0",
             "weight_decay=0", "max_length=512", "stride=0"] if args.baseline else []
-    _, card, cfg = load_card_and_config("tasks/ner/ncbi_disease.yaml", "configs/ner/minilm.yaml",
-                                        over + args.overrides + ["eval_strategy=no"], None, "ner")
+    card = registry.load_card("tasks/ner/ncbi_disease.yaml")
+    cfg = registry.load_config("configs/ner/minilm.yaml", over + args.overrides + ["eval_strategy=no"], TASK)
     tok = encoders.load_tokenizer(cfg.encoder)
     train = TASK.load_split(card, "train", None)
     labels = TASK.label_list(card, train)

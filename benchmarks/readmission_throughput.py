@@ -1,8 +1,9 @@
 """Readmission inference throughput: `predict`'s streaming path vs a ClinicalBERT-style loop.
 
 Same notes, same model, same process. The reference does what ClinicalBERT's ``run_readmission.py``
-evaluation does: one note at a time, every chunk padded to 512 tokens. `predict` batches the
-chunks of many notes sorted by length with dynamic padding under ``torch.inference_mode``.
+evaluation does: one note at a time, every chunk padded to 512 tokens. `predict`
+(``readmission.infer.predict_csv``: ``engine.predict`` block by block) batches the chunks of many
+notes sorted by length with dynamic padding (the Trainer's prediction loop, under ``torch.no_grad``).
 Risks must agree (max abs difference < 1e-4). Peak memory of `predict` is measured in child
 processes at growing note counts (streaming keeps it flat).
 
@@ -102,6 +103,14 @@ def flop_bound(run, notes: list[tuple[str, str]], batch: int) -> dict:
             "flop_ratio_reference_over_real_tokens": ref / real}
 
 
+def count_tokens(run, notes) -> int:
+    """Tokens of every window (special tokens included) that `predict` feeds the model for `notes`
+    (readmission.task.encode_windows, the windowing of TASK.encode)."""
+    from clinical_ft.readmission.task import encode_windows
+
+    return int(sum(encode_windows(run.tokenizer, notes, run.cfg)[0]["length"]))
+
+
 def _status_mb(key: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -114,6 +123,7 @@ def memory_child(n: int, words: int | None, block: int) -> None:
     (the engine's per-run peak window: on Linux VmHWM is reset after the model is loaded)."""
     from clinical_ft import engine
     from clinical_ft.readmission import infer
+    from clinical_ft.readmission.notes import iter_blocks
 
     run = build_run(512, 64, 32)
     with tempfile.TemporaryDirectory() as d:
@@ -122,9 +132,13 @@ def memory_child(n: int, words: int | None, block: int) -> None:
         engine.reset_peak_memory()  # VmHWM back to the current RSS
         s = infer.predict_csv(run, Path(d) / "notes.csv", Path(d) / "risk.csv", block_size=block, progress=False)
         peak = engine.peak_memory_mb()
-    print(json.dumps({"notes": n, "scored": s.scored, "tokens": s.tokens, "rss_before_predict_mb": loaded,
+        process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # token count after the measurement, block by block as predict_csv reads the notes
+        tokens = sum(count_tokens(run, notes) for notes, _ in
+                     iter_blocks(Path(d) / "notes.csv", labels="ignore", block_size=block))
+    print(json.dumps({"notes": n, "scored": s.scored, "tokens": tokens, "rss_before_predict_mb": loaded,
                       "peak_rss_during_predict_mb": peak, "growth_mb": peak - loaded,
-                      "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "process_peak_rss_mb": process_peak}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "notes.csv"
         write_notes(path, args.notes, args.words)
-        notes = [(n.id, n.text) for n in load_notes(path, labels="ignore")]
+        loaded = load_notes(path, labels="ignore")
+        notes = [(n.id, n.text) for n in loaded]
         bound = flop_bound(run, notes, run.cfg.per_device_eval_batch_size)
         if args.flops_only:
             old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
@@ -163,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).write_text(json.dumps(old, indent=2) + "\n")
             print(json.dumps(old["flops"], indent=2))
             return 0
+        n_tokens = count_tokens(run, loaded)
         times = {"predict": [], "clinicalbert_loop": []}
         for _ in range(args.repeats):
             t = time.perf_counter()
@@ -175,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     diff = max(abs(ours[k] - ref[k]) for k in ref)
     best = {k: min(v) for k, v in times.items()}
     res.update({
-        "notes": args.notes, "words": args.words, "chunks": s.windows, "tokens": s.tokens, "times_s": times,
-        "predict_notes_per_s": args.notes / best["predict"], "predict_tokens_per_s": s.tokens / best["predict"],
+        "notes": args.notes, "words": args.words, "chunks": s.windows, "tokens": n_tokens, "times_s": times,
+        "predict_notes_per_s": args.notes / best["predict"], "predict_tokens_per_s": n_tokens / best["predict"],
         "reference_notes_per_s": args.notes / best["clinicalbert_loop"],
-        "reference_tokens_per_s": s.tokens / best["clinicalbert_loop"],
+        "reference_tokens_per_s": n_tokens / best["clinicalbert_loop"],
         "speedup": best["clinicalbert_loop"] / best["predict"], "max_abs_risk_diff": diff,
         "identical_within_1e-4": bool(diff < 1e-4),
         "flops": {"notes": args.notes, "words": args.words, **bound},

@@ -36,13 +36,13 @@ PUBLISHED = [("PubMedBERT (BLURB), full training data", 82.36)]
 
 
 def _cfg(args: argparse.Namespace, options: dict[str, str]) -> Any:
-    from clinical_ft.config import TrainConfig, load
-    from clinical_ft.resources import find
+    from clinical_ft import registry
+    from clinical_ft.relation import TASK
 
-    return load(TrainConfig, find("relation/minilm", "configs"), {
+    return registry.load_config("relation/minilm", {
         "max_train_examples": args.max_train, "max_eval_examples": 200, "num_train_epochs": args.epochs,
         "eval_strategy": "no", "task_options": options, "max_length": args.max_length,
-        "per_device_train_batch_size": args.batch_size})
+        "per_device_train_batch_size": args.batch_size}, TASK)
 
 
 def run_clinical_ft(args: argparse.Namespace, card: Any, options: dict[str, str], out: Path) -> dict[str, Any]:
@@ -56,8 +56,7 @@ def run_clinical_ft(args: argparse.Namespace, card: Any, options: dict[str, str]
     run = engine.load_run(TASK, out)
     test = TASK.load_split(card, "test", None)[: args.max_test]
     start = time.perf_counter()  # what engine.evaluate does, on the (possibly limited) test pairs
-    encoded = TASK.encode(run.tokenizer, test, run.cfg, run.labels)
-    preds = TASK.decode(test, encoded, engine.predict_raw(TASK, run, encoded), run.labels)
+    preds = engine.predict(TASK, run, test)
     ev = {**TASK.score(test, preds, run.labels), "examples": len(test)}
     return {"train_s": metrics["train_runtime_s"], "wall_s": train_s, "test_s": time.perf_counter() - start,
             "steps": metrics["global_steps"],
@@ -169,11 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default="markers,hf,mask", help="comma list of markers, typed, hf, mask")
     p.add_argument("--out", default=str(RESULTS / "relation_ddi.json"))
     args = p.parse_args(argv)
-    from clinical_ft.config import TaskCard, load
+    from clinical_ft import registry
     from clinical_ft.relation import TASK
-    from clinical_ft.resources import find
 
-    card = load(TaskCard, find("relation/ddi2013", "tasks"))
+    card = registry.load_card("relation/ddi2013")
     res: dict[str, Any] = {"date": now_utc(), "machine": machine(), "max_train": args.max_train, "epochs": args.epochs,
                            "max_length": args.max_length, "batch_size": args.batch_size, "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python benchmarks/relation_ddi.py "
                            + " ".join(argv if argv is not None else sys.argv[1:]),

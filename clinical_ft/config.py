@@ -7,6 +7,7 @@ each class's ``check`` holds its range checks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -119,10 +120,29 @@ class TrainConfig:
     def check(self, ok: Ok) -> list[str]:
         """Ranges, and combinations of the fine-tuning method fields (see clinical_ft/methods.py)."""
         problems = []
+        floats = ("learning_rate", "weight_decay", "warmup_ratio", "num_train_epochs", "aggregation_c", "lora_dropout",
+                  "layerwise_lr_decay")
+        for name in floats:  # NaN passes every comparison below: reject non-finite numbers first
+            value = getattr(self, name)
+            if ok(name) and isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{name}: expected a finite number, found {value}")
+                ok = _without(ok, name)
         for name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
-                     "gradient_accumulation_steps", "logging_steps", "eval_steps"):
+                     "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_total_limit"):
             if ok(name) and getattr(self, name) <= 0:
                 problems.append(f"{name}: expected a positive integer, found {getattr(self, name)}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            if ok(name) and getattr(self, name) is not None and getattr(self, name) <= 0:
+                problems.append(f"{name}: expected a positive integer or null, found {getattr(self, name)}")
+        for name in ("early_stopping_patience", "seed", "dataloader_num_workers"):
+            if ok(name) and getattr(self, name) < 0:
+                problems.append(f"{name}: expected an integer >= 0, found {getattr(self, name)}")
+        if ok("max_steps") and (self.max_steps == 0 or self.max_steps < -1):
+            problems.append(f"max_steps: expected a positive number of steps, or -1 for num_train_epochs, found {self.max_steps}")
+        if ok("num_train_epochs", "max_steps") and self.max_steps == -1 and self.num_train_epochs <= 0:
+            problems.append(f"num_train_epochs: expected > 0 (or set max_steps), found {self.num_train_epochs:g}")
+        if ok("weight_decay") and self.weight_decay < 0:
+            problems.append(f"weight_decay: expected >= 0, found {self.weight_decay}")
         if ok("stride", "max_length") and not 0 <= self.stride < self.max_length // 2:
             problems.append(f"stride: expected 0 <= stride < max_length/2 ({self.max_length // 2}), found {self.stride}")
         if ok("warmup_ratio") and not 0.0 <= self.warmup_ratio < 1.0:
@@ -147,3 +167,8 @@ class TrainConfig:
         if ok("layerwise_lr_decay") and self.layerwise_lr_decay is not None and not 0.0 < self.layerwise_lr_decay <= 1.0:
             problems.append(f"layerwise_lr_decay: expected a value in (0, 1] or null, found {self.layerwise_lr_decay}")
         return problems
+
+
+def _without(ok: Ok, bad: str) -> Ok:
+    """`ok` that also refuses `bad` (a key already reported)."""
+    return lambda *names: bad not in names and ok(*names)

@@ -4,6 +4,7 @@ relative), the dev-carving rules, the label set of a card, and model-input colum
 from __future__ import annotations
 
 import glob
+import os
 import random
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -25,7 +26,8 @@ def carved(card: TaskCard) -> bool:
 
 def role_paths(card: TaskCard, role: str, data_dir: str | Path | None) -> list[Path]:
     """The files of ``data.files[role]``: one path, or every match of a glob (sorted). Paths are taken
-    relative to the card's ``data.path`` under the data root unless absolute.
+    relative to the card's ``data.path`` under the data root unless absolute; ``~`` and ``$VAR`` are
+    expanded, as in ``data.path``.
 
     Raises:
         ClinicalFTError: the card has no such role, or nothing exists there (saying how to point at the data).
@@ -33,8 +35,9 @@ def role_paths(card: TaskCard, role: str, data_dir: str | Path | None) -> list[P
     files = card.data.files
     if role not in files:
         raise ClinicalFTError(f"card {card.name!r} has no split {role!r}; it has {sorted(files)}")
-    pattern = resolve_data_path(card.data.path, data_dir) / files[role]  # an absolute files[role] wins
-    if any(c in files[role] for c in GLOB_CHARS):
+    written = os.path.expandvars(os.path.expanduser(files[role]))
+    pattern = resolve_data_path(card.data.path, data_dir) / written  # an absolute files[role] wins
+    if any(c in written for c in GLOB_CHARS):
         found = sorted(Path(p) for p in glob.glob(str(pattern)))
         if found:
             return found
@@ -42,7 +45,7 @@ def role_paths(card: TaskCard, role: str, data_dir: str | Path | None) -> list[P
         return [pattern]
     hub = f" or load `{card.data.hf_dataset}` with the datasets library where the hub is reachable" \
         if card.data.hf_dataset else ""
-    what = "no file matches" if any(c in files[role] for c in GLOB_CHARS) else "data file"
+    what = "no file matches" if any(c in written for c in GLOB_CHARS) else "data file"
     raise ClinicalFTError(
         f"{what} {pattern} for card {card.name!r} split {role!r}" + ("" if what != "data file" else " not found")
         + f". Pass --data-dir DIR (the folder holding {card.data.path!r}) or set ${DATA_ENV}{hub}.")

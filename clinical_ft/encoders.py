@@ -39,19 +39,30 @@ def offline() -> bool:
     return os.environ.get(DOWNLOAD_ENV, "0").lower() not in ("1", "true", "yes")
 
 
+def _not_found(name: str, target: str, downloads: bool, exc: OSError) -> EncoderNotFound:
+    """The error for a hub encoder that could not be loaded: offline, it says how to get it; with
+    downloads allowed, that the download failed and how to get it elsewhere."""
+    elsewhere = (f"download it once where the hub is reachable (`huggingface-cli download {target} --local-dir DIR`) "
+                 f"and pass `--encoder DIR` (or `encoder=DIR`)")
+    if not downloads:
+        return EncoderNotFound(f"encoder {name!r} ({target}) is not available offline. Either {elsewhere}, "
+                               f"or set {DOWNLOAD_ENV}=1 to let clinical_ft fetch it.")
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+    return EncoderNotFound(f"encoder {name!r} ({target}): expected to download it from the Hugging Face hub "
+                           f"({DOWNLOAD_ENV}=1); the download failed (no network, or no such repository): {reason}. "
+                           f"Check the name, or {elsewhere}.")
+
+
 def _load(loader: Any, name: str, **kwargs: Any) -> Any:
     target = resolve(name)
     local = Path(target).is_dir()
+    downloads = not offline()
     try:
-        return loader.from_pretrained(target, local_files_only=offline() and not local, **kwargs)
+        return loader.from_pretrained(target, local_files_only=not downloads and not local, **kwargs)
     except OSError as exc:
         if local:
             raise EncoderNotFound(f"encoder directory {target!r} could not be loaded: {exc}") from None
-        raise EncoderNotFound(
-            f"encoder {name!r} ({target}) is not available offline. Either download it once where the hub "
-            f"is reachable (`huggingface-cli download {target} --local-dir DIR`) and pass `--encoder DIR` "
-            f"(or `encoder=DIR`), or set {DOWNLOAD_ENV}=1 to let clinical_ft fetch it."
-        ) from None
+        raise _not_found(name, target, downloads, exc) from None
 
 
 def load_tokenizer(name: str) -> Any:

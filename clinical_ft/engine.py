@@ -19,10 +19,10 @@ import numpy as np
 
 from . import __version__, encoders, leakage, methods, rundir
 from .atomic import atomic_open, jsonable, write_json
-from .config import TaskCard, TrainConfig, file_values
+from .config import TaskCard, TrainConfig
 from .errors import ClinicalFTError
-from .rundir import RUN_FILE, Run, check_resume, load_run  # noqa: F401  (public names of engine)
-from .taskapi import Encoded, Task, selection_metric
+from .rundir import RUN_FILE, Run, check_resume, limit_reasons, load_run  # noqa: F401  (public names of engine)
+from .taskapi import Encoded, Task, input_name, selection_metric
 from .trainer import (
     on_gpu,
     peak_memory_mb,
@@ -37,30 +37,6 @@ log = logging.getLogger("clinical_ft")
 
 def _limit(examples: list[Any], n: int | None) -> list[Any]:
     return examples if n is None else examples[:n]
-
-
-def limit_reasons(cfg: TrainConfig, n_train: tuple[int, int], n_dev: tuple[int, int]) -> list[str]:
-    """Why a run is LIMITED (not comparable with full-data runs); empty for a full run.
-
-    Args:
-        cfg: the run's config; epochs are compared with the config file it was loaded from
-            (config.file_values), so ``num_train_epochs=1`` on the command line counts.
-        n_train: (training examples used, available).
-        n_dev: (validation examples used for model selection, available).
-    """
-    reasons = []
-    if n_train[0] < n_train[1]:
-        reasons.append(f"max_train_examples={cfg.max_train_examples}: {n_train[0]} of {n_train[1]} training examples")
-    if n_dev[0] < n_dev[1]:
-        reasons.append(f"max_eval_examples={cfg.max_eval_examples}: model selection on {n_dev[0]} of {n_dev[1]} "
-                       "validation examples")
-    if cfg.max_steps > 0:
-        reasons.append(f"max_steps={cfg.max_steps}")
-    source, before = file_values(cfg)
-    epochs = before.get("num_train_epochs")
-    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and cfg.num_train_epochs < epochs:
-        reasons.append(f"num_train_epochs={cfg.num_train_epochs:g}, below {epochs:g} in {source}")
-    return reasons
 
 
 def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str], cfg: TrainConfig) -> Any:
@@ -102,6 +78,12 @@ def train(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     elif rundir.checkpoints(out):
         check_resume(out, card, cfg)
+    resume_from, set_aside = rundir.resume_point(out)
+    for name in set_aside:
+        log.warning("%s: %s was not saved whole (interrupted during the save): set aside as incomplete-%s",
+                    out / "checkpoints", name, name)
+    if set_aside and resume_from is None:
+        log.warning("no complete checkpoint is left: training starts afresh")
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
     leakage.check(card, [encoders.resolve(cfg.encoder)], data_dir, missing_ok=True,  # test text in DAPT corpus?
@@ -114,6 +96,9 @@ def train(
     has_dev = ("validation" in card.data.files or card.data.dev_fraction is not None) and cfg.eval_strategy != "no"
     dev_all = task.load_split(card, "validation", data_dir) if has_dev else []
     dev_ex = _limit(dev_all, cfg.max_eval_examples)
+    reasons = limit_reasons(cfg, (len(train_ex), n_train_all), (len(dev_ex), len(dev_all)))
+    if reasons:
+        log.warning("LIMITED run (not comparable with full-data results): %s", "; ".join(reasons))
 
     model = methods.apply(task.build_model(cfg.encoder, labels, cfg), cfg)  # full/partial/head_only/lora
     train_enc = task.encode(tokenizer, train_ex, cfg, labels)
@@ -141,27 +126,29 @@ def train(
     if main:
         out.mkdir(parents=True, exist_ok=True)
         rundir.save_run_file(out, card, cfg, labels)
-    ckpts = rundir.checkpoints(out)
-    if ckpts:
-        log.warning("resuming from the last checkpoint in %s", out / "checkpoints")
+    if resume_from is not None:
+        trainer.prior = rundir.progress(resume_from)
+        log.warning("resuming from %s (step %d)", resume_from, trainer.prior["step"])
     reset_peak_memory()
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=bool(ckpts))
-    wall = time.perf_counter() - start
+    trainer.started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    whole = trainer.progress()  # the whole run, across every resume
 
     n_tokens = int(np.sum(train_enc.dataset["length"] if "length" in train_enc.dataset.column_names
                           else [len(x) for x in train_enc.dataset["input_ids"]]))
     epochs = float(trainer.state.epoch or 0.0)
-    reasons = limit_reasons(cfg, (len(train_ex), n_train_all), (len(dev_ex), len(dev_all)))
+    seconds = max(whole["train_seconds"], 1e-9)
     metrics: dict[str, Any] = {
         "task": card.name, "encoder": cfg.encoder, "clinical_ft_version": __version__,
         "train_examples": len(train_ex), "train_examples_available": n_train_all,
         "train_features": len(train_enc.dataset), "limited": bool(reasons), "limited_reasons": reasons,
         "epochs_run": epochs, "global_steps": trainer.state.global_step,
-        "train_runtime_s": result.metrics.get("train_runtime", wall),
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-        "train_tokens_per_second": n_tokens * epochs / max(wall, 1e-9),
-        "train_loss": result.metrics.get("train_loss"),
+        "resumed": resume_from is not None, "resumes": whole["resumes"],
+        "resumed_from_step": trainer.prior.get("step") if resume_from else None,
+        "train_runtime_s": whole["train_seconds"],  # over every process that trained this run
+        "train_samples_per_second": len(train_enc.dataset) * epochs / seconds,
+        "train_tokens_per_second": n_tokens * epochs / seconds,
+        "train_loss": whole["loss_sum"] / max(trainer.state.global_step, 1),  # mean over every step
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_parameters": sum(p.numel() for p in model.parameters()),
         "peak_memory_mb": peak_memory_mb(),
@@ -169,8 +156,8 @@ def train(
         "best_checkpoint_metric": trainer.state.best_metric,
         **methods.run_metrics(cfg, timer),
     }
-    if dev_enc is not None:
-        dev = trainer.evaluate()
+    if dev_enc is not None:  # the scores of the model kept (the best checkpoint), as evaluated during training
+        dev = best_evaluation(trainer.state.log_history, trainer.state.best_global_step, metric) or trainer.evaluate()
         metrics["validation"] = {k.removeprefix("eval_"): v for k, v in dev.items()}
     if main:
         methods.save_model(trainer, out)  # safetensors + config with id2label (LoRA: merged, + adapter/)
@@ -182,6 +169,12 @@ def train(
         rundir.write_model_card(out, card, cfg, metrics)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return metrics
+
+
+def best_evaluation(log_history: list[dict[str, Any]], best_step: int | None, metric: str) -> dict[str, Any] | None:
+    """The evaluation logged at `best_step` (the checkpoint load_best_model_at_end kept), so that the
+    validation split is not evaluated a second time after training; None when there is none."""
+    return next((h for h in reversed(log_history) if h.get("step") == best_step and f"eval_{metric}" in h), None)
 
 
 def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None = None) -> Any:
@@ -229,17 +222,25 @@ def predict(task: Task, run: Run, examples: list[Any], batch_size: int | None = 
 
 
 def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None,
-             batch_size: int | None = None) -> dict[str, Any]:
-    """Score `run` on a split of its card, the same way for every task.
+             batch_size: int | None = None, input_file: str | Path | None = None) -> dict[str, Any]:
+    """Score `run` on a split of its card, or on another labelled file (`input_file`, read in the
+    card's format by the task's `read_file`), the same way for every task.
 
-    Writes into the run directory ``eval_<split>.json`` (metrics; undefined ones, e.g. AUROC of a
+    Writes into the run directory ``eval_<name>.json`` (metrics; undefined ones, e.g. AUROC of a
     one-class split, are ``null``; what the task's `input_report` says about reading the split; the
-    files its `write_artifacts` hook wrote) and ``predictions_<split>.jsonl`` (one line per example,
+    files its `write_artifacts` hook wrote) and ``predictions_<name>.jsonl`` (one line per example,
     in the split's order: ``{"index": i, "prediction": ...}``, read back by :func:`read_predictions`).
-    Returns the metrics (NaN where undefined).
+    `name` is the split, or for `input_file` its stem (:func:`input_name`). Returns the metrics (NaN
+    where undefined).
     """
-    examples = task.load_split(run.card, split, data_dir)
-    check_test_leakage(run, split, examples, data_dir)
+    if input_file is not None:
+        path = Path(input_file)
+        if not path.exists():
+            raise ClinicalFTError(f"--input {path}: no such file")
+        split, examples = input_name(path), task.read_file(run.card, path)
+    else:
+        examples = task.load_split(run.card, split, data_dir)
+        check_test_leakage(run, split, examples, data_dir)
     start = time.perf_counter()
     preds = predict(task, run, examples, batch_size)
     metrics = task.score(examples, preds, run.labels)

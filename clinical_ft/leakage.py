@@ -32,7 +32,6 @@ from typing import Any
 
 from .config import TaskCard
 from .errors import ClinicalFTError
-from .resources import DATA_ENV, resolve_data_path
 
 log = logging.getLogger("clinical_ft.leakage")
 MANIFEST = "pretraining_manifest.json"
@@ -113,25 +112,17 @@ def split_texts(path: str | Path, fmt: str = "") -> Iterable[str]:
 
 
 def split_files(card: TaskCard, split: str, data_dir: str | Path | None) -> list[Path]:
-    """The file of one split of `card`, or every file matching it when it is a glob.
+    """The file of one split of `card`, or every file matching it when it is a glob (data.role_paths:
+    absolute or relative, with or without a glob).
 
     Raises:
         ClinicalFTError: the card has no such split, it is carved from train, or no file is there.
     """
-    from .data import split_path
+    from .data import carved, role_paths
 
-    pattern = card.data.files.get(split, "")
-    if any(c in pattern for c in "*?["):
-        root = resolve_data_path(card.data.path, data_dir)
-        paths = sorted(root.glob(pattern))
-        if not paths:
-            raise ClinicalFTError(f"no file matches {root / pattern} (card {card.name!r} files.{split}). Pass "
-                                  f"--data-dir DIR (the folder holding {card.data.path!r}) or set ${DATA_ENV}.")
-        return paths
-    path = split_path(card, split, data_dir)
-    if path is None:
+    if split == "validation" and carved(card):
         raise ClinicalFTError(f"card {card.name!r} split {split!r} is carved from train; it has no file of its own")
-    return [path]
+    return role_paths(card, split, data_dir)
 
 
 def shared_with_train(card: TaskCard, split: str) -> bool:

@@ -8,15 +8,17 @@ Layout of a run directory: ``run.yaml``, ``labels.json``, ``metrics.json``, ``RE
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__, encoders, methods
 from .atomic import write_json, write_text  # noqa: F401  (write_json: a public name of rundir)
-from .config import TaskCard, TrainConfig, dump_yaml, from_dict, read_yaml, to_dict
+from .config import TaskCard, TrainConfig, dump_yaml, file_values, from_dict, read_yaml, to_dict
 from .errors import ClinicalFTError
 from .taskapi import Task
+from .trainer import PROGRESS_FILE
 
 RUN_FILE = "run.yaml"
 # config fields that do not change what is trained: a resumed run may differ in these
@@ -37,7 +39,73 @@ class Run:
 
 
 def checkpoints(out: Path) -> list[Path]:
-    return sorted((out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").is_dir() else []
+    """The ``checkpoints/checkpoint-N`` folders of a run directory, oldest (smallest N) first."""
+    folder = out / "checkpoints"
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.rpartition("-")[2].isdigit()] \
+        if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.rpartition("-")[2]))
+
+
+def complete(ckpt: Path) -> bool:
+    """Whether a checkpoint was saved whole: transformers writes trainer_state.json last, so it must
+    parse, name the checkpoint's step, and the weights must be there."""
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    weights = any((ckpt / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json",
+                                                 "adapter_model.safetensors", "pytorch_model.bin"))
+    return weights and str(state.get("global_step")) == ckpt.name.rpartition("-")[2]
+
+
+def resume_point(out: Path) -> tuple[Path | None, list[str]]:
+    """The latest complete checkpoint of an interrupted run (None: none, start afresh), and the
+    incomplete ones (a kill during a save), which are renamed ``incomplete-checkpoint-N`` so that
+    neither transformers nor a later resume takes them for checkpoints."""
+    latest, set_aside = None, []
+    for ckpt in checkpoints(out):
+        if complete(ckpt):
+            latest = ckpt
+        else:
+            target = ckpt.with_name("incomplete-" + ckpt.name)
+            shutil.rmtree(target, ignore_errors=True)
+            ckpt.rename(target)
+            set_aside.append(ckpt.name)
+    return latest, set_aside
+
+
+def limit_reasons(cfg: TrainConfig, n_train: tuple[int, int], n_dev: tuple[int, int]) -> list[str]:
+    """Why a run is LIMITED (not comparable with full-data runs); empty for a full run.
+
+    Args:
+        cfg: the run's config; epochs are compared with the config file it was loaded from
+            (config.file_values), so ``num_train_epochs=1`` on the command line counts.
+        n_train: (training examples used, available).
+        n_dev: (validation examples used for model selection, available).
+    """
+    reasons = []
+    if n_train[0] < n_train[1]:
+        reasons.append(f"max_train_examples={cfg.max_train_examples}: {n_train[0]} of {n_train[1]} training examples")
+    if n_dev[0] < n_dev[1]:
+        reasons.append(f"max_eval_examples={cfg.max_eval_examples}: model selection on {n_dev[0]} of {n_dev[1]} "
+                       "validation examples")
+    if cfg.max_steps > 0:
+        reasons.append(f"max_steps={cfg.max_steps}")
+    source, before = file_values(cfg)
+    epochs = before.get("num_train_epochs")
+    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and cfg.num_train_epochs < epochs:
+        reasons.append(f"num_train_epochs={cfg.num_train_epochs:g}, below {epochs:g} in {source}")
+    return reasons
+
+
+def progress(ckpt: Path) -> dict[str, Any]:
+    """What a checkpoint says of the run up to it (trainer.PROGRESS_FILE: step, loss sum, seconds,
+    resumes); a checkpoint written without one (an older clinical_ft) gives its step alone."""
+    try:
+        return json.loads((ckpt / PROGRESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        return {"step": int(state["global_step"]), "loss_sum": 0.0, "train_seconds": 0.0, "resumes": 0}
 
 
 def check_resume(out: Path, card: TaskCard, cfg: TrainConfig) -> None:

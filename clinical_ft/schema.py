@@ -9,6 +9,7 @@ when none of those keys already has a type problem (so a bad value is reported o
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -77,7 +78,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, problems: list[str]) ->
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            close = [n for n in fields if n.startswith(str(key)[:3])]
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"{prefix}{key}: unknown key{hint}; allowed: {sorted(fields) or 'none'}")
             continue

@@ -71,6 +71,9 @@ class Task(Protocol):
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[Any]:
         """Read one split of the card's data into examples (raising InputError on bad rows)."""
 
+    def read_file(self, card: TaskCard, path: Path) -> list[Any]:
+        """Labelled examples of one file in the card's format (``evaluate --input``: a held-out corpus)."""
+
     def label_list(self, card: TaskCard, train_examples: list[Any]) -> list[str]:
         """The label set: the card's, else derived from the training examples."""
 
@@ -208,3 +211,8 @@ def load_config(name: str | Path | None, overrides: list[str] | dict[str, Any] |
 
     return load(TrainConfig, path, overrides, checks=options_problems if task else None)
 
+
+def input_name(path: Path) -> str:
+    """The name an evaluated file's outputs carry: its stem, with ``_input`` added where the stem is a
+    split name (``test.tsv`` must not overwrite the card's ``eval_test.json``)."""
+    return path.stem + ("_input" if path.stem in SPLIT_ROLES else "")

@@ -93,6 +93,8 @@ def parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, Any]:
     e = sub.add_parser("evaluate", help="score a trained run on a split of its card (predictions saved)")
     e.add_argument("--model", required=True, help="run directory written by train")
     e.add_argument("--split", default="test", help="train, validation or test (default test)")
+    e.add_argument("--input", help="instead of --split: another labelled file in the card's format (a held-out "
+                   "corpus); metrics go to eval_<file stem>.json")
     e.add_argument("--data-dir", help="root for the card's relative data paths")
     return p, sub
 
@@ -100,17 +102,20 @@ def parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, Any]:
 def train_run(task: Task, card: TaskCard, cfg: TrainConfig, args: argparse.Namespace, dev_title: str = "validation") -> int:
     """engine.train, then the metrics printed as tables."""
     metrics = engine.train(task, card, cfg, args.out, data_dir=args.data_dir, overwrite=args.overwrite)
-    print(format_table({k: v for k, v in metrics.items() if k != "validation"}))
+    print(format_table({k: v for k, v in metrics.items() if k not in ("validation", "limited_reasons")}))
     if "validation" in metrics:
         print(f"\n{dev_title}\n" + format_table(metrics["validation"]))
     print(f"\nrun written to {args.out}")
+    if metrics["limited"]:
+        print(f"LIMITED run (not comparable with full-data results): {'; '.join(metrics['limited_reasons'])}")
     return 0
 
 
-def print_evaluation(run: engine.Run, metrics: dict[str, Any], split: str) -> None:
+def print_evaluation(run: engine.Run, metrics: dict[str, Any]) -> None:
+    name = metrics["split"]
     print(format_table(metrics))
     print(f"\n{json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, default=float)}")
-    print(f"written to {run.path / ('eval_' + split + '.json')} and {engine.predictions_path(run.path, split).name}")
+    print(f"written to {run.path / ('eval_' + name + '.json')} and {engine.predictions_path(run.path, name).name}")
 
 
 def commands(heads: Heads) -> dict[str, Handler]:
@@ -122,7 +127,7 @@ def commands(heads: Heads) -> dict[str, Handler]:
 
     def evaluate(args: argparse.Namespace) -> int:
         task, run = open_run(args.model, heads)
-        print_evaluation(run, engine.evaluate(task, run, args.split, args.data_dir), args.split)
+        print_evaluation(run, engine.evaluate(task, run, args.split, args.data_dir, input_file=args.input))
         return 0
 
     return {"train": train, "evaluate": evaluate}
@@ -138,4 +143,8 @@ def run(heads: Heads, p: argparse.ArgumentParser, argv: list[str] | None, extra:
         return handlers[args.command](args)
     except ClinicalFTError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing or unreadable input or output path: one line naming it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,9 @@ from a TrainConfig, the evaluation sampler) that training, evaluation and predic
 
 from __future__ import annotations
 
+import json
 import resource
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,35 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, has_eval: bool, metric: 
     )
 
 
+PROGRESS_FILE = "clinical_ft_progress.json"  # in each checkpoint: what a resumed run needs to report the whole run
+
+
+def seeded_length_grouped_sampler(lengths: list[int], batch_size: int, seed: int) -> Any:
+    """transformers' length grouping with an order that is a function of `seed` and the epoch only.
+
+    transformers' `LengthGroupedSampler` draws its permutation from the global RNG, which the Trainer
+    restores at resume and then draws again, so a resumed epoch saw another batch order. Here every
+    epoch's order comes from a generator seeded with ``seed + epoch`` (the Trainer calls ``set_epoch``).
+    """
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class SeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self) -> None:
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self) -> Any:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
+
+    return SeededLengthGroupedSampler()
+
+
 def trainer_class() -> type:
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
@@ -107,10 +138,43 @@ def trainer_class() -> type:
         stays sequential (distributed evaluation already is, via accelerate's sharding).
         """
 
+        prior: dict[str, Any] = {}  # the progress file of the checkpoint this run resumes from
+        started: float = 0.0  # perf_counter when this process started training
+
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
             if eval_dataset is None:
                 return None
             return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1 or ds is None:
+                return super()._get_train_sampler(train_dataset)
+            full = self.train_dataset  # before the Trainer dropped the columns the model does not take
+            lengths = full["length"] if "length" in full.column_names and len(full) == len(ds) else \
+                [len(x) for x in ds["input_ids"]]
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return seeded_length_grouped_sampler(list(lengths), self.args.train_batch_size
+                                                 * self.args.gradient_accumulation_steps, seed)
+
+        def progress(self) -> dict[str, Any]:
+            """The whole run so far: steps, the sum of the per-step training losses, seconds of
+            training over every process that worked on it, and how often it was resumed."""
+            loss = float(self._total_loss_scalar + self._tr_loss.item())
+            return {"step": self.state.global_step, "loss_sum": self.prior.get("loss_sum", 0.0) + loss,
+                    "train_seconds": self.prior.get("train_seconds", 0.0) + time.perf_counter() - self.started,
+                    "resumes": self.prior.get("resumes", -1) + 1}
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            """Write the progress file first: trainer_state.json, written last by transformers, then
+            marks the checkpoint complete (rundir.checkpoints)."""
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if self.args.should_save:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / PROGRESS_FILE).write_text(json.dumps(self.progress()), encoding="utf-8")
+            super()._save_checkpoint(model, trial)
 
     return OrderedEvalTrainer
 

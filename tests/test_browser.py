@@ -230,8 +230,10 @@ def _relation_and_qa_reports(tmp_path: Path, tiny_encoder: str) -> list[Path]:
     from clinical_ft import encoders, relation
     from clinical_ft.config import DataSpec, TaskCard, TrainConfig
     from clinical_ft.engine import Run
-    from clinical_ft.interpret import explain_qa, explain_relation
+    from clinical_ft.qa import EXTRACTIVE
+    from clinical_ft.qa.explain import explain_qa
     from clinical_ft.qa.readers import QAExample
+    from clinical_ft.relation.explain import explain_relation
     from clinical_ft.relation.pairs import add_markers
 
     torch.manual_seed(0)
@@ -240,13 +242,14 @@ def _relation_and_qa_reports(tmp_path: Path, tiny_encoder: str) -> list[Path]:
     tok = encoders.load_tokenizer(tiny_encoder)
     add_markers(tok)
     card = TaskCard(name="ddi_mini", version=1, kind="relation", data=DataSpec(format="tsv"), metric="f1")
-    rel = Run(tmp_path, card, cfg, labels, relation.TASK.build_model(tiny_encoder, labels, cfg), tok)
+    rel = Run(tmp_path, card, cfg, labels, relation.TASK.build_model(tiny_encoder, labels, cfg), tok, relation.TASK)
     pairs = [("p1", "Milk and [E1] calcium [/E1] may impair the absorption of [E2] EMCYT [/E2] <script>x</script>."),
              ("p2", "@DRUG$ increases the levels of @DRUG$.")]
     out = [explain_relation(rel, pairs, tmp_path / "relation.html", n_steps=8)]
     card = TaskCard(name="squad_mini", version=1, kind="qa", data=DataSpec(format="squad"), metric="f1")
     qa = Run(tmp_path, card, TrainConfig(max_length=40, stride=8), [],
-             encoders.load_model(AutoModelForQuestionAnswering, tiny_encoder), encoders.load_tokenizer(tiny_encoder))
+             encoders.load_model(AutoModelForQuestionAnswering, tiny_encoder), encoders.load_tokenizer(tiny_encoder),
+             EXTRACTIVE)
     context = ("SYNTHETIC. Milk and calcium-rich foods may impair the absorption of EMCYT. "
                + "Filler sentence about nothing. " * 6 + "Take it with water.")
     out.append(explain_qa(qa, [QAExample("q1", "What may impair the absorption of EMCYT?", context, None)],
@@ -273,7 +276,7 @@ def test_run_report_with_example_explanations_opens_offline(browser: str, tiny_e
 
     from transformers import AutoModelForSequenceClassification
 
-    from clinical_ft import cli, encoders
+    from clinical_ft import cli, encoders, engine
     from clinical_ft.config import TaskCard, TrainConfig, load
     from clinical_ft.rundir import save_run_file
 
@@ -285,8 +288,9 @@ def test_run_report_with_example_explanations_opens_offline(browser: str, tiny_e
     save_run_file(run, card, TrainConfig(max_length=48, stride=12), list(card.labels))
     with (fix / "readmission" / "notes_mini" / "test.csv").open(encoding="utf-8", newline="") as fh:
         ids = [r["admission_id"] for r in csv.DictReader(fh)]
-    (run / "predictions_test.csv").write_text(
-        "admission_id,label,risk,n_chunks\n" + "".join(f"{i},0,{k / len(ids):.3f},1\n" for k, i in enumerate(ids)))
+    engine.write_predictions(run / "predictions_test.jsonl", [  # as every task's evaluate writes them
+        {"risk": k / len(ids), "n_chunks": 1, "top_chunk_start": 0, "top_chunk_end": 9, "top_chunk_prob": 0.5}
+        for k, _ in enumerate(ids)])
     (run / "notes_report.html").write_text("<!DOCTYPE html><title>x</title>", encoding="utf-8")
     monkeypatch.setenv("CLINICAL_FT_DATA", str(fix))
     out = tmp_path / "run_report.html"

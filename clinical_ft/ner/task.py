@@ -66,6 +66,9 @@ class NerTask(Task):
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[Sentence]:
         return read_split(card, split, data_dir, _read)
 
+    def read_file(self, card: TaskCard, path: Path) -> list[Sentence]:
+        return _read(path)
+
     def label_list(self, card: TaskCard, train_examples: list[Sentence]) -> list[str]:
         observed = ((t, s.source, s.line + i, "") for s in train_examples for i, t in enumerate(s.tags or []))
         return card_labels(card, observed, order=lambda seen: ["O"] + sorted(seen - {"O"}, key=lambda t: (t[2:], t[0])))

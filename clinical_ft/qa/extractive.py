@@ -19,7 +19,7 @@ from ..data import feature_columns
 from ..interpret.core import most_and_least
 from ..taskapi import Encoded, Task, task_options
 from .post import answer_token_span, best_spans, factoid_scores, merge_candidates, squad_scores
-from .readers import QAExample
+from .readers import QAExample, read_squad
 from .splits import extractive_split
 
 log = logging.getLogger("clinical_ft.qa")
@@ -63,6 +63,10 @@ class ExtractiveQATask(Task):
 
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[QAExample]:
         return extractive_split(card, split, data_dir)
+
+    def read_file(self, card: TaskCard, path: Path) -> list[QAExample]:
+        """SQuAD-shaped questions with their answers (BioASQ: snippets scored per question)."""
+        return read_squad(path, factoid=card.data.format == "bioasq")
 
     def label_list(self, card: TaskCard, train_examples: list[QAExample]) -> list[str]:
         return []  # spans, no label set

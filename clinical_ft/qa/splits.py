@@ -4,8 +4,9 @@
   (``data[]`` entries) as test, chosen with ``split_seed``; validation is then carved by article
   from the rest with ``dev_fraction``.
 - ``bioasq`` format: ``test`` may be a glob of BioBERT test batches whose gold answers come from the
-  official golden files (glob in ``files.golden``); training questions that appear in the test
-  batches are dropped (the 7b training set contains most 6b test questions).
+  official golden files (glob in ``files.golden``; whenever given they are the gold, also over answer
+  lists in the batches, and a question with no gold at all is an error); training questions that
+  appear in the test batches are dropped (the 7b training set contains most 6b test questions).
 - ``pubmedqa`` format: ``train`` is ``ori_pqal.json``, ``test`` the ground-truth file whose PMIDs form
   the test split; the remaining items are train, with validation carved by ``dev_fraction``.
 """
@@ -60,14 +61,32 @@ def extractive_split(card: TaskCard, split: str, data_dir: str | Path | None) ->
         return _tag(part, split)
     examples = read(split, require=not (factoid and "golden" in files))
     if factoid and "golden" in files:
-        gold = read_bioasq_golden(role_paths(card, "golden", data_dir))
-        for e in examples:
-            if e.answers is None:
-                if e.question_id not in gold:
-                    raise InputError(e.source, None, f"{e.where}: question {e.question_id} in the golden files "
-                                     f"({files['golden']})", "no factoid entry")
-                e.gold = gold[e.question_id]
+        apply_golden(examples, read_bioasq_golden(role_paths(card, "golden", data_dir)), files["golden"])
     return _tag(examples, split)
+
+
+def apply_golden(examples: list[QAExample], gold: dict[str, list[str]], pattern: str) -> None:
+    """Give every example the golden answers of its question, in place.
+
+    The golden files are the gold whenever a card names them, whatever the test batch carries:
+    BioBERT's conversion of the official test batches writes ``"answers": []`` on every question,
+    which is read as "no answers given" (`answers` becomes None, so no window is labelled
+    "no answer"). A question absent from the golden files keeps answers of its own, if it has any.
+
+    Raises:
+        InputError: a question with no gold at all (not in the golden files, no answers of its own),
+            naming its file and location.
+    """
+    for e in examples:
+        if e.answers == [] and not e.gold:
+            e.answers = None
+        golden = gold.get(e.question_id)
+        if golden:
+            e.gold = list(golden)
+        elif not e.gold:
+            found = "no factoid entry" if golden is None else "a factoid entry without exact_answer"
+            raise InputError(e.source, None, f"{e.where}: gold for question {e.question_id}, from the golden files "
+                             f"({pattern}) or answers of its own", f"{found} and no answers")
 
 
 def yesno_split(card: TaskCard, split: str, data_dir: str | Path | None) -> list[YesNoExample]:

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..interpret.core import most_and_least
 from ..taskapi import Encoded, Task
 from .extractive import QAOptions
-from .readers import YesNoExample
+from .readers import YesNoExample, read_yesno
 from .splits import yesno_split
 
 
@@ -31,6 +31,9 @@ class YesNoTask(Task):
 
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[YesNoExample]:
         return yesno_split(card, split, data_dir)
+
+    def read_file(self, card: TaskCard, path: Path) -> list[YesNoExample]:
+        return read_yesno(path)
 
     def label_list(self, card: TaskCard, train_examples: list[YesNoExample]) -> list[str]:
         return card_labels(card, ((x.label, x.source, None, f"[{x.id!r}]") for x in train_examples if x.label is not None))

@@ -74,8 +74,8 @@ def _load(args: argparse.Namespace) -> tuple[object, engine.Run]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     task, run = _load(args)
-    result = engine.evaluate(task, run, args.split, args.data_dir, args.batch_size)
-    taskcli.print_evaluation(run, result, args.split)
+    result = engine.evaluate(task, run, args.split, args.data_dir, args.batch_size, input_file=args.input)
+    taskcli.print_evaluation(run, result)
     plots = result.get("artifacts", {}).get("plots", [])
     if plots:
         print("curves: " + ", ".join(plots))

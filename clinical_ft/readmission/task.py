@@ -84,6 +84,9 @@ class ReadmissionTask(Task):
         return read_split(card, split, data_dir, lambda path: load_notes(path, card.columns),
                           group=lambda n: n.subject or n.id)
 
+    def read_file(self, card: TaskCard, path: Path) -> list[Note]:
+        return load_notes(path, card.columns)
+
     def label_list(self, card: TaskCard, train_examples: list[Note]) -> list[str]:
         if card.labels and len(card.labels) != 2:
             raise InputError(f"card {card.name}", None, "labels: two names [negative, positive]", str(card.labels))

@@ -74,6 +74,27 @@ def _tsv_starts(text: str) -> tuple[int, int]:
     return (found[0], found[1] if len(found) > 1 else found[0])  # one mask: overlapping arguments
 
 
+NO_MARKER = "no argument marker"
+
+
+def marking_note(ex: RelExample) -> str:
+    """How `RelExample.marked` reads a pair whose arguments are not two masks, as a note for the
+    user ('' when they are, and for document pairs, which always have two argument spans).
+
+    Returns:
+        `NO_MARKER` (no mask: no argument position, the task pools at [CLS]), one mask read as
+        overlapping arguments, or more than two masks of which the first two are the arguments.
+    """
+    if ex.args is not None:
+        return ""
+    n = len(TSV_MASK.findall(ex.text))
+    if n == 0:
+        return NO_MARKER
+    if n == 1:
+        return "one argument mask: read as overlapping arguments"
+    return "" if n == 2 else f"{n} argument masks: the first two read as the arguments"
+
+
 def read_tsv(path: str | Path, require_labels: bool = True) -> list[RelExample]:
     """Read a BioBERT/BLUE relation tsv: ``sentence<TAB>label`` or ``index<TAB>sentence<TAB>label``,
     with or without a header line (a header names its columns: ``index``/``id``, ``sentence``/``text``,

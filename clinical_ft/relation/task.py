@@ -29,7 +29,7 @@ from ..config import TaskCard, TrainConfig
 from ..data import card_labels, carved, feature_columns, read_split
 from ..errors import InputError
 from ..interpret.core import most_and_least
-from ..taskapi import Encoded, Task, task_options
+from ..taskapi import Encoded, Task, input_name, task_options
 from .ddi_xml import read_documents
 from .pairs import DDI_TYPES, RelExample, add_markers, read_tsv
 
@@ -79,7 +79,7 @@ class RelationTask(Task):
     def __init__(self) -> None:
         self.skipped: dict[str, Counter] = {}  # split -> skipped pairs by reason, of its last load_split
 
-    def _read(self, card: TaskCard, split: str, path: Path) -> tuple[list[RelExample], list[tuple[str, str]]]:
+    def _read(self, card: TaskCard, split: str | None, path: Path) -> tuple[list[RelExample], list[tuple[str, str]]]:
         """Pairs, and (reason, document id) of every pair skipped while reading."""
         if card.data.format in DOC_FORMATS:
             examples, report = read_documents(path, split)
@@ -108,6 +108,12 @@ class RelationTask(Task):
         self.skipped[split] = Counter(r for r, _ in skips)
         if split == "train":
             random.Random(card.data.split_seed).shuffle(examples)
+        return examples
+
+    def read_file(self, card: TaskCard, path: Path) -> list[RelExample]:
+        """Pairs of a tsv file or of DDI-format XML (file, folder or zip: every part), as the card reads."""
+        examples, skips = self._read(card, None, path)
+        self.skipped[input_name(path)] = Counter(r for r, _ in skips)
         return examples
 
     def label_list(self, card: TaskCard, train_examples: list[RelExample]) -> list[str]:
