@@ -7,7 +7,6 @@ collator, decoding and scoring. Multi-GPU needs no code change:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -18,10 +17,19 @@ from typing import Any
 import numpy as np
 
 from . import __version__, encoders, leakage, methods, rundir
-from .atomic import atomic_open, jsonable, write_json
+from .atomic import write_json
 from .config import TaskCard, TrainConfig
 from .errors import ClinicalFTError
-from .rundir import RUN_FILE, Run, check_resume, limit_reasons, load_run  # noqa: F401  (public names of engine)
+from .rundir import (  # noqa: F401  (public names of engine)
+    RUN_FILE,
+    Run,
+    check_resume,
+    limit_reasons,
+    load_run,
+    predictions_path,
+    read_predictions,
+    write_predictions,
+)
 from .taskapi import Encoded, Task, input_name, selection_metric
 from .trainer import (
     on_gpu,
@@ -39,9 +47,15 @@ def _limit(examples: list[Any], n: int | None) -> list[Any]:
     return examples if n is None else examples[:n]
 
 
-def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str], cfg: TrainConfig) -> Any:
+def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str], cfg: TrainConfig,
+                kept: dict[str, Any]) -> Any:
+    """compute_metrics of the dev split; keeps the decoded predictions of the best evaluation so far
+    and of the latest one in `kept` (by global step), for `fit_after_training`."""
     def compute(pred: Any) -> dict[str, float]:
         preds = task.decode(examples, encoded, pred.predictions, labels, cfg)
+        state = kept["trainer"].state
+        kept["by_step"] = {s: p for s, p in kept.get("by_step", {}).items() if s == state.best_global_step}
+        kept["by_step"][state.global_step] = preds
         return task.score(examples, preds, labels)
 
     return compute
@@ -110,6 +124,7 @@ def train(
     cbs.append(timer := methods.step_timer())
     if args.load_best_model_at_end and cfg.early_stopping_patience > 0:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    kept: dict[str, Any] = {}
     trainer = trainer_class()(
         model=model,
         args=args,
@@ -117,11 +132,12 @@ def train(
         eval_dataset=dev_enc.dataset if dev_enc else None,
         data_collator=task.collator(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels, cfg) if dev_enc else None,
+        compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels, cfg, kept) if dev_enc else None,
         preprocess_logits_for_metrics=task.reduce_logits,
         callbacks=cbs,
         optimizer_cls_and_kwargs=methods.optimizer_cls_and_kwargs(model, cfg, args),  # None unless LLRD
     )
+    kept["trainer"] = trainer
     main = trainer.is_world_process_zero()
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +175,11 @@ def train(
     if dev_enc is not None:  # the scores of the model kept (the best checkpoint), as evaluated during training
         dev = best_evaluation(trainer.state.log_history, trainer.state.best_global_step, metric) or trainer.evaluate()
         metrics["validation"] = {k.removeprefix("eval_"): v for k, v in dev.items()}
+    if main and dev_enc is not None:  # e.g. calibration on the validation admissions
+        dev_preds = kept.get("by_step", {}).get(trainer.state.best_global_step)
+        if dev_preds is None:  # evaluated before a resume: predict the dev split once with the kept model
+            dev_preds = task.decode(dev_ex, dev_enc, trainer.predict(dev_enc.dataset).predictions, labels, cfg)
+        metrics.update(task.fit_after_training(out, dev_ex, dev_preds, cfg))
     if main:
         methods.save_model(trainer, out)  # safetensors + config with id2label (LoRA: merged, + adapter/)
         leakage.carry(encoders.resolve(cfg.encoder), out)
@@ -218,7 +239,8 @@ def predict(task: Task, run: Run, examples: list[Any], batch_size: int | None = 
     if not examples:
         return []
     encoded = task.encode(run.tokenizer, examples, run.cfg, run.labels)
-    return task.decode(examples, encoded, predict_raw(task, run, encoded, batch_size), run.labels, run.cfg)
+    preds = task.decode(examples, encoded, predict_raw(task, run, encoded, batch_size), run.labels, run.cfg)
+    return task.finish_predictions(run.path, preds, run.cfg)
 
 
 def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = None,
@@ -252,38 +274,3 @@ def evaluate(task: Task, run: Run, split: str, data_dir: str | Path | None = Non
         result["artifacts"] = artifacts
     write_json(run.path / f"eval_{split}.json", result)
     return result
-
-
-def predictions_path(run_dir: str | Path, split: str) -> Path:
-    """Where `evaluate` saves the per-example predictions of `split`."""
-    return Path(run_dir) / f"predictions_{split}.jsonl"
-
-
-def write_predictions(path: Path, predictions: list[Any]) -> None:
-    """Per-example predictions as JSON lines ``{"index": i, "prediction": p}``, written atomically."""
-    with atomic_open(path) as fh:
-        for i, pred in enumerate(predictions):
-            fh.write(json.dumps({"index": i, "prediction": pred}, default=jsonable) + "\n")
-
-
-def read_predictions(path: str | Path) -> list[Any]:
-    """The predictions `write_predictions` wrote, in order.
-
-    Raises:
-        ClinicalFTError: the file is missing, or a line is not such a record (naming the line).
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ClinicalFTError(f"{path}: cannot read predictions ({exc.strerror or exc})") from None
-    out = []
-    for ln, line in enumerate(lines, start=1):
-        try:
-            rec = json.loads(line)
-            if rec["index"] != len(out):
-                raise ValueError(f"index {rec['index']}, expected {len(out)}")
-            out.append(rec["prediction"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ClinicalFTError(f"{path}:{ln}: expected {{\"index\": i, \"prediction\": ...}} in order ({exc})") from None
-    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, encoders, methods
-from .atomic import write_json, write_text  # noqa: F401  (write_json: a public name of rundir)
+from .atomic import atomic_open, jsonable, write_json, write_text  # noqa: F401  (write_json: a public name)
 from .config import TaskCard, TrainConfig, dump_yaml, file_values, from_dict, read_yaml, to_dict
 from .errors import ClinicalFTError
 from .taskapi import Task
@@ -152,6 +152,7 @@ def write_model_card(out: Path, card: TaskCard, cfg: TrainConfig, metrics: dict[
         f"max_length {cfg.max_length}, stride {cfg.stride}",
         f"- fine-tuning method: {methods.describe(cfg)}; trainable parameters {metrics['trainable_parameters']}",
         f"- validation: {json.dumps({k: v for k, v in dev.items() if isinstance(v, float)}, default=float)}",
+        *([f"- risks: {metrics['calibration']['described']} (calibration.json)"] if "calibration" in metrics else []),
         "",
         "Intended use: research on biomedical/clinical text. Not a medical device; do not use for",
         "individual clinical decisions without local validation. Full metrics: metrics.json.",
@@ -182,3 +183,38 @@ def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa")
     if attn_implementation != "sdpa":
         model.set_attn_implementation(attn_implementation)
     return Run(path, card, cfg, labels, model, encoders.load_tokenizer(str(path)), task)
+
+
+def predictions_path(run_dir: str | Path, split: str) -> Path:
+    """Where `evaluate` saves the per-example predictions of `split`."""
+    return Path(run_dir) / f"predictions_{split}.jsonl"
+
+
+def write_predictions(path: Path, predictions: list[Any]) -> None:
+    """Per-example predictions as JSON lines ``{"index": i, "prediction": p}``, written atomically."""
+    with atomic_open(path) as fh:
+        for i, pred in enumerate(predictions):
+            fh.write(json.dumps({"index": i, "prediction": pred}, default=jsonable) + "\n")
+
+
+def read_predictions(path: str | Path) -> list[Any]:
+    """The predictions `write_predictions` wrote, in order.
+
+    Raises:
+        ClinicalFTError: the file is missing, or a line is not such a record (naming the line).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ClinicalFTError(f"{path}: cannot read predictions ({exc.strerror or exc})") from None
+    out = []
+    for ln, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+            if rec["index"] != len(out):
+                raise ValueError(f"index {rec['index']}, expected {len(out)}")
+            out.append(rec["prediction"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ClinicalFTError(f"{path}:{ln}: expected {{\"index\": i, \"prediction\": ...}} in order ({exc})") from None
+    return out

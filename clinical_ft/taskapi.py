@@ -99,6 +99,18 @@ class Task(Protocol):
         """Turn per-feature predictions into one JSON-ready prediction per example (settings such
         as the aggregation come from `cfg`)."""
 
+    def fit_after_training(self, run_dir: Path, examples: list[Any], predictions: list[Any],
+                           cfg: TrainConfig) -> dict[str, Any]:
+        """Fit what the task learns from the validation split once training is done (the kept
+        model's decoded `predictions` of its `examples`), e.g. a calibrator, and save it into
+        `run_dir`; returns a summary for metrics.json (empty: nothing to fit)."""
+        return {}
+
+    def finish_predictions(self, run_dir: Path, predictions: list[Any], cfg: TrainConfig) -> list[Any]:
+        """Apply what `fit_after_training` saved in `run_dir` to decoded predictions (evaluate and
+        predict; not the evaluations during training). Unchanged by default."""
+        return predictions
+
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, examples: list[Any], predictions: list[Any], labels: list[str]) -> dict[str, float]:
         """The card's metric(s) for gold `examples` against `predictions` (also predictions read

@@ -17,7 +17,8 @@ from clinical_ft.engine import Run
 from clinical_ft.errors import InputError
 from clinical_ft.readmission import infer
 from clinical_ft.readmission.metrics import plot_curves, readmission_metrics
-from clinical_ft.readmission.notes import iter_blocks, load_notes
+from clinical_ft.readmission.notes import GROUP_COLUMNS, Note, iter_blocks, load_notes
+from clinical_ft.readmission.prepare import prepare
 from clinical_ft.readmission.task import TASK
 
 LONG = " ".join(f"Day {i}: patient reports dyspnea ({i % 7} episodes), weight {70 + i % 5}.2 kg; plan diuresis."
@@ -154,3 +155,21 @@ def test_malformed_line_after_the_first_block_names_file_and_line(tmp_path: Path
         list(blocks)
     assert exc.value.path == str(path) and exc.value.line == 4
     assert "as many fields as the header" in str(exc.value) and "Expected 2 fields in line 4, saw 3" in str(exc.value)
+
+
+def test_notes_carry_the_group_columns_they_have(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_bytes(b"admission_id,text,label,gender,age_group,ward,ethnicity\n"
+                     b"1,a note,1,F,65-79,7B,WHITE\n2,b note,0,, ,7C,ASIAN\n3,c note,0,M,80+,7D,caf\xe9\n")
+    notes = load_notes(path)
+    assert [n.attrs for n in notes] == [{"gender": "F", "age_group": "65-79", "ethnicity": "WHITE"},
+                                        {"ethnicity": "ASIAN"},  # empty cells are not attributes
+                                        {"gender": "M", "age_group": "80+", "ethnicity": "caf\ufffd"}]
+    assert [n.attrs for b, _ in iter_blocks(path, labels="ignore", block_size=2) for n in b] == [n.attrs for n in notes]
+    assert Note("9", "t", None, 1).attrs == {} and GROUP_COLUMNS[0] == "gender"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("admission_id,text\n1,a note\n")
+    assert load_notes(plain, labels="optional")[0].attrs == {}
+    s = prepare(tmp_path / "out", notes=path, fractions=(1.0, 0.0, 0.0))
+    assert s["group_columns"] == ["gender", "age_group", "ethnicity"]  # those the CSV has; "ward" is not one
+    assert [n.attrs for n in load_notes(tmp_path / "out" / "train.csv")] == [n.attrs for n in notes]

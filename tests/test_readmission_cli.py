@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clinical_ft import engine, leakage
@@ -31,7 +32,7 @@ def trained(prepared: Path, tiny_encoder: str) -> Path:
     out = prepared.parent / "run"
     rc = main(["train", "--data", str(prepared), "--config", "readmission/minilm", "--encoder", tiny_encoder,
                "--out", str(out), "max_length=64", "stride=8", "max_steps=2", "per_device_train_batch_size=4",
-               "eval_strategy=steps", "eval_steps=2", "aggregation=max"])
+               "eval_strategy=steps", "eval_steps=2", "aggregation=max", "task_options.bootstrap=100"])
     assert rc == 0
     return out
 
@@ -39,7 +40,8 @@ def trained(prepared: Path, tiny_encoder: str) -> Path:
 def test_prepare_writes_splits_and_card(prepared: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert {p.name for p in prepared.iterdir()} >= {"train.csv", "validation.csv", "test.csv", "card.yaml"}
     header = next(csv.reader((prepared / "train.csv").open()))
-    assert header == ["admission_id", "text", "label", "subject_id"]
+    assert header == ["admission_id", "text", "label", "subject_id", "gender", "age_group", "admission_type",
+                      "insurance", "ethnicity"]  # the admission attributes that define subgroups
 
 
 def test_train_selects_on_admission_auroc(trained: Path) -> None:
@@ -54,11 +56,16 @@ def test_evaluate_writes_metrics_predictions_and_curves(trained: Path, capsys: p
     assert main(["evaluate", "--model", str(trained), "--split", "test"]) == 0
     result = json.loads((trained / "eval_test.json").read_text())
     assert {"auroc", "auprc_avg_precision", "auprc_trapezoid", "rp80"} <= set(result)
-    assert result["artifacts"] == {"plots": ["roc_test.png", "pr_test.png"], "aggregation": "max", "aggregation_c": 2.0}
-    for name in ("roc_test.png", "pr_test.png", "predictions_test.jsonl"):
+    art = result["artifacts"]
+    assert art["plots"] == ["roc_test.png", "pr_test.png", "reliability_test.png", "decision_test.png"]
+    assert (art["aggregation"], art["aggregation_c"]) == ("max", 2.0) and art["calibration"].startswith("platt")
+    assert {"brier", "ece", "calibration_slope", "uncalibrated_brier"} <= set(result)
+    assert {"auroc", "brier", "ece", "rp80"} <= set(art["intervals"]) and "patients" in art["interval_method"]
+    assert [p["name"] for p in art["operating_points"]] == ["precision_0.8", "sensitivity_0.8", "top_10pct"]
+    for name in ("roc_test.png", "pr_test.png", "reliability_test.png", "predictions_test.jsonl"):
         assert (trained / name).is_file()
     rows = engine.read_predictions(trained / "predictions_test.jsonl")  # the format every task's evaluate writes
-    assert len(rows) == result["admissions"] and set(rows[0]) == {"risk", "n_chunks", "top_chunk_start",
+    assert len(rows) == result["admissions"] and set(rows[0]) == {"risk", "score", "n_chunks", "top_chunk_start",
                                                                   "top_chunk_end", "top_chunk_prob"}
     assert "auroc" in capsys.readouterr().out
 
@@ -175,3 +182,57 @@ def test_demo_on_the_bundled_minilm(tmp_path: Path) -> None:
     assert rc == 0
     _assert_both_classes_scored(tmp_path / "demo" / "run" / "eval_test.json")
     assert (tmp_path / "demo" / "report.html").read_text().startswith("<!")
+
+
+def test_predict_writes_calibrated_risks_beside_the_scores_and_a_drift_summary(
+        trained: Path, prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clinical_ft.readmission import calibration
+
+    cal = calibration.load(trained)
+    assert cal is not None and cal.method == "platt" and cal.fitted_on > 0  # fitted on validation at train time
+    assert "platt calibration fitted on" in (trained / "README.md").read_text()  # the model card says how
+    out = tmp_path / "risk.csv"
+    assert main(["predict", "--model", str(trained), "--notes", str(prepared / "test.csv"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[:4] == ["admission_id", "risk", "score", "n_chunks"]
+    assert {r["calibration"] for r in rows} == {"platt"} and {r["prevalence"] for r in rows} == {""}
+    scores = np.array([float(r["score"]) for r in rows])
+    assert np.allclose([float(r["risk"]) for r in rows], cal.apply(scores), atol=2e-6)
+    drift = json.loads((tmp_path / "risk.drift.json").read_text())
+    assert drift["scored"] == len(rows) and drift["psi"] is not None and set(drift["share_above_threshold"]) == {
+        "precision_0.8", "sensitivity_0.8", "top_10pct"}
+    assert "risks: platt calibration" in capsys.readouterr().out
+
+    low = tmp_path / "risk_low.csv"  # deployment prevalence 5%: every risk moves down by the odds ratio
+    assert main(["predict", "--model", str(trained), "--notes", str(prepared / "test.csv"), "--out", str(low),
+                 "--prevalence", "0.05"]) == 0
+    shifted = list(csv.DictReader(low.open()))
+    expected = calibration.prior_shift(cal.apply(scores), cal.prevalence, 0.05)
+    assert np.allclose([float(r["risk"]) for r in shifted], expected, atol=2e-6)
+    assert {r["prevalence"] for r in shifted} == {"0.05"} and "moved to a prevalence of 0.05" in capsys.readouterr().out
+    assert main(["predict", "--model", str(trained), "--notes", str(prepared / "test.csv"), "--out", str(low),
+                 "--prevalence", "1.5"]) == 2
+    assert "prevalence: expected a readmission rate in (0, 1)" in capsys.readouterr().err
+
+
+def test_a_run_without_a_calibrator_still_predicts_and_says_so(trained: Path, prepared: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    old = tmp_path / "old_run"  # as trained before calibration existed
+    shutil.copytree(trained, old)
+    (old / "calibration.json").unlink()
+    out = tmp_path / "risk.csv"
+    assert main(["predict", "--model", str(old), "--notes", str(prepared / "test.csv"), "--out", str(out),
+                 "--prevalence", "0.1"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert all(r["risk"] == r["score"] and r["calibration"] == "none" and r["prevalence"] == "" for r in rows)
+    assert "risks: none: this run has no calibration.json" in capsys.readouterr().out
+
+
+def test_evaluate_reports_each_subgroup(trained: Path) -> None:
+    assert main(["evaluate", "--model", str(trained), "--split", "test", "--subgroups", "gender,admission_type"]) == 0
+    groups = json.loads((trained / "eval_test.json").read_text())["artifacts"]["subgroups"]
+    assert {g["attribute"] for g in groups} == {"gender", "admission_type"}
+    assert all({"n", "events", "auroc", "auroc_low", "auroc_high", "too_small", "differs"} <= set(g) for g in groups)
+    assert sum(g["n"] for g in groups if g["attribute"] == "gender") == json.loads(
+        (trained / "eval_test.json").read_text())["admissions"]
+    assert main(["evaluate", "--model", str(trained), "--split", "test", "--subgroups", "shoe_size"]) == 2

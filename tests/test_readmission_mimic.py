@@ -12,6 +12,7 @@ from clinical_ft import encoders, resources
 from clinical_ft.errors import InputError
 from clinical_ft.readmission import mimic, synthetic
 from clinical_ft.readmission.cli import main
+from clinical_ft.readmission.notes import GROUP_COLUMNS, load_notes
 from clinical_ft.readmission.prepare import prepare
 
 FIX = Path(__file__).parent / "fixtures" / "readmission"
@@ -140,6 +141,10 @@ def test_bad_note_rows_are_reported_not_lost(tmp_path: Path) -> None:
     ("ADMISSIONS.csv", b"2104-02-20 08:00:00,EMERGENCY", b"20th February,EMERGENCY", r"row 8: expected DEATHTIME"),
     ("NOTEEVENTS.csv", b"7,4,401,", b"7,4,four-oh-one,", r"NOTEEVENTS.csv, row 7: expected HADM_ID as a whole number"),
     ("NOTEEVENTS.csv", b"Synthetic summary 502.", b"Synthetic, summary 502.", r"NOTEEVENTS.csv, line \d+: expected a well-formed CSV"),
+    ("PATIENTS.csv", b"2084-03-01 00:00:00", b"2084-02-30 00:00:00", r"PATIENTS.csv, row 2: expected DOB as "
+                                                                   r"YYYY-MM-DD HH:MM:SS \(or empty\); found a bad value$"),
+    ("PATIENTS.csv", b"\n6,6,M,", b"\n6,5,M,", r"PATIENTS.csv, row 6: expected one row per SUBJECT_ID"),
+    ("PATIENTS.csv", b"\n3,3,F,", b"\n3,three,F,", r"PATIENTS.csv, row 3: expected SUBJECT_ID as a whole number"),
 ])
 def test_malformed_tables_name_file_and_row(table: str, old: bytes, new: bytes, found: str, tmp_path: Path) -> None:
     folder = _copy_fixture(tmp_path)
@@ -176,3 +181,76 @@ def test_fallback_notes_carry_cues_only_where_placed_and_late_ones_after_token_5
         offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         assert sum(a < first for a, _ in offsets) >= 512  # every cue beyond a first 512-token window
     assert agree >= 0.85 * len(df)  # labels follow content (up to the 5% label noise)
+
+
+def _all_splits(out: Path) -> pd.DataFrame:
+    frames = [pd.read_csv(out / f"{k}.csv", dtype=str, keep_default_na=False) for k in ("train", "validation", "test")]
+    return pd.concat(frames).set_index("admission_id")
+
+
+def test_prepare_keeps_the_admission_attributes_of_subgroups(tmp_path: Path) -> None:
+    s = prepare(tmp_path / "out", mimic_dir=FIX)
+    df = _all_splits(tmp_path / "out")
+    assert list(df.columns) == ["text", "label", "subject_id", *GROUP_COLUMNS] and len(df) == 10
+    got = {i: tuple(df.loc[i, list(GROUP_COLUMNS)]) for i in ("101", "103", "401", "501", "502", "601", "602")}
+    # PATIENTS.csv: subject 1 born 2036-01-02 (64 on 2101-01-01, 65 a month later); subject 4's DOB
+    # 1804-01-01 is MIMIC's over-89 shift (300 at admission); subject 5 has no DOB; subject 6 turns 18 on 2106-01-02
+    assert got == {"101": ("M", "40-64", "EMERGENCY", "Medicare", "WHITE"),
+                   "103": ("M", "65-79", "EMERGENCY", "Medicare", "WHITE"),
+                   "401": ("F", "80+", "EMERGENCY", "Medicare", "ASIAN - CHINESE"),
+                   "501": ("M", "", "URGENT", "Self Pay", "UNKNOWN/NOT SPECIFIED"),
+                   "502": ("M", "", "EMERGENCY", "Government", ""),
+                   "601": ("M", "<18", "EMERGENCY", "Medicaid", "HISPANIC OR LATINO"),
+                   "602": ("M", "18-39", "EMERGENCY", "Private", "HISPANIC OR LATINO")}
+    assert df.loc["201", "age_group"] == "18-39"  # 18th birthday on the day of admission
+    assert s["group_columns"] == list(GROUP_COLUMNS)
+    card = (tmp_path / "out" / "card.yaml").read_text()
+    assert "gender, age_group, admission_type, insurance, ethnicity" in card
+    assert card.count("admission_id") == 1  # `columns` maps the note roles only
+    notes = {n.id: n for k in ("train", "validation", "test") for n in load_notes(tmp_path / "out" / f"{k}.csv")}
+    assert notes["401"].attrs == dict(zip(GROUP_COLUMNS, got["401"]))
+    assert notes["502"].attrs == {"gender": "M", "admission_type": "EMERGENCY", "insurance": "Government"}
+
+
+def test_without_patients_or_optional_admission_columns_attributes_are_empty(tmp_path: Path) -> None:
+    folder = _copy_fixture(tmp_path)
+    (folder / "PATIENTS.csv").unlink()
+    df = mimic.build_from_mimic(folder)
+    assert set(df["gender"]) == set(df["age_group"]) == {""} and "WHITE" in set(df["ethnicity"])
+    lines = (folder / "ADMISSIONS.csv").read_text().splitlines()
+    (folder / "ADMISSIONS.csv").write_text("\n".join(",".join(ln.split(",")[:7] + ln.split(",")[9:]) for ln in lines))
+    prepare(tmp_path / "out", mimic_dir=folder)
+    got = _all_splits(tmp_path / "out")
+    assert list(got.columns) == ["text", "label", "subject_id", *GROUP_COLUMNS]
+    assert (got[["gender", "age_group", "insurance", "ethnicity"]] == "").all().all()
+    assert got.loc["501", "admission_type"] == "URGENT"
+    base = mimic.build_from_mimic(FIX)
+    assert df[["admission_id", "text", "label"]].equals(base[["admission_id", "text", "label"]])
+
+
+def test_patients_missing_a_subject_or_born_after_admission(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = _copy_fixture(tmp_path)
+    _replace(folder / "PATIENTS.csv", b"2,2,F,2084-03-01 00:00:00,,,,0\n", b"")
+    _replace(folder / "PATIENTS.csv", b"2088-01-02", b"2106-01-03")  # after 601's admission, before 602's
+    with caplog.at_level("WARNING", logger="clinical_ft.readmission"):
+        df = mimic.build_from_mimic(folder).set_index("admission_id")
+    assert tuple(df.loc[201, ["gender", "age_group"]]) == ("", "")
+    assert (df.loc[601, "age_group"], df.loc[602, "age_group"]) == ("", "<18")
+    assert "2 of 12 admissions have no row in PATIENTS.csv" in caplog.text
+    assert "1 admissions start before the patient's DOB" in caplog.text
+
+
+def test_synthetic_tables_carry_patient_attributes_without_changing_labels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(resources.DATA_ENV, str(tmp_path / "no_shared_data"))
+    synthetic.generate(tmp_path / "a", 30, seed=5, words=60)
+    synthetic.generate(tmp_path / "b", 30, seed=5, words=60)
+    for name in ("PATIENTS_SYNTHETIC.csv", "ADMISSIONS_SYNTHETIC.csv", "NOTEEVENTS_SYNTHETIC.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()  # same seed, same tables
+    pat = pd.read_csv(tmp_path / "a" / "PATIENTS_SYNTHETIC.csv", dtype=str)
+    assert list(pat.columns) == ["ROW_ID", "SUBJECT_ID", "GENDER", "DOB", "SYNTHETIC"] and len(pat) == 30
+    df = mimic.build_from_mimic(tmp_path / "a")
+    assert (df[list(GROUP_COLUMNS)] != "").all().all()
+    assert {"M", "F"} == set(df["gender"]) and "80+" in set(df["age_group"]) and pat["DOB"].min() < "1900"
+    # the attributes come from a stream of their own: the labels are those written before they existed
+    assert "".join(map(str, df["label"])) == "110000010001001010001000010000000000001010000"

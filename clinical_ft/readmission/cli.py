@@ -18,6 +18,7 @@ from collections import Counter
 
 from .. import engine, taskcli
 from ..errors import ClinicalFTError
+from ..taskapi import task_options
 from . import infer
 from .notes import iter_blocks
 from .prepare import card_from_data, prepare
@@ -69,7 +70,19 @@ def _load(args: argparse.Namespace) -> tuple[object, engine.Run]:
     task, run = taskcli.open_run(args.model, (TASK,))
     changes = {k: v for k, v in (("aggregation", getattr(args, "aggregation", None)), ("aggregation_c", c))
                if v is not None}
-    return task, dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, **changes)) if changes else run
+    options = {k: v for k, v in (("prevalence", getattr(args, "prevalence", None)),
+                                 ("subgroups", _csv(getattr(args, "subgroups", None)))) if v is not None}
+    if options:
+        changes["task_options"] = {**run.cfg.task_options, **options}
+    if not changes:
+        return task, run
+    cfg = dataclasses.replace(run.cfg, **changes)
+    task_options(task, cfg)  # --prevalence / --subgroups checked like the config's own keys
+    return task, dataclasses.replace(run, cfg=cfg)
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -87,6 +100,10 @@ def _predict(args: argparse.Namespace) -> int:
     s = infer.predict_csv(run, args.notes, args.out, columns=_columns(args), batch_size=args.batch_size)
     why = Counter(k.reason.split(" (")[0].split(" in column")[0] for k in s.skips)
     print(f"{s.scored} admissions scored ({s.windows} chunks, {run.cfg.aggregation} aggregation) -> {s.out}")
+    target = task_options(TASK, run.cfg).prevalence
+    shifted = target is not None and (run.path / "calibration.json").is_file()
+    print(f"risks: {s.calibration}" + (f"; moved to a prevalence of {target:g} (Bayes odds correction)" if shifted else ""))
+    print(f"drift summary (risk distribution, share above the operating thresholds, PSI) -> {s.drift_json}")
     print(f"{len(s.skips)} rows skipped" + (f" ({', '.join(f'{n} {r}' for r, n in why.items())})" if why else "")
           + f" -> {s.skipped_csv}")
     return 0
@@ -128,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, help="chunks per forward pass (default: the run's eval batch size)")
     ev.add_argument("--aggregation", choices=["clinicalbert", "max", "mean"], help="override the run's aggregation")
     ev.add_argument("--c", type=float, help="override ClinicalBERT's aggregation constant c")
+    ev.add_argument("--subgroups", help="comma-separated admission attributes to report per group, e.g. "
+                    "gender,age_group,admission_type (columns of the split CSVs)")
+    ev.add_argument("--prevalence", type=float, help="move the calibrated risks to this readmission rate")
     pp = sub.add_parser("prepare", help="admission-level splits + card.yaml from MIMIC-III tables or a notes CSV")
     pp.add_argument("--mimic-dir", help="folder with ADMISSIONS.csv and NOTEEVENTS.csv (MIMIC-III, bring your own)")
     pp.add_argument("--notes", help="instead: a notes CSV with id, text and 0/1 label columns")
@@ -144,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, help="chunks per forward pass")
     pr.add_argument("--aggregation", choices=["clinicalbert", "max", "mean"], help="override the run's aggregation")
     pr.add_argument("--c", type=float, help="override ClinicalBERT's aggregation constant c")
+    pr.add_argument("--prevalence", type=float, help="deployment readmission rate (e.g. 0.11): calibrated risks "
+                    "are moved from the validation admissions' rate to it (Bayes odds correction)")
     _add_columns(pr)
     ex = sub.add_parser("explain", help="HTML report (chunk scores, attributions, attention) for some notes")
     ex.add_argument("--model", required=True)

@@ -15,8 +15,10 @@ from . import infer, synthetic
 from .prepare import card_from_data, prepare
 from .task import TASK, TITLE
 
-# sized for < 5 minutes on 2 CPU cores with MiniLM-L6 (about 700 training tokens/s)
-DEMO = {"patients": 200, "words": 400, "max_steps": 80}
+# sized for a few minutes on 2 CPU cores with MiniLM-L6 (about 700 training tokens/s); the test split is
+# large enough (~200 admissions) for bootstrap intervals a reader can use, the validation split for calibration
+DEMO = {"patients": 300, "words": 400, "max_steps": 80}
+FRACTIONS = (0.45, 0.15, 0.40)  # train, validation, test admissions (split by patient)
 # frozen embeddings and bottom layers: cheaper steps (no Adam state for the 12M embedding weights)
 DEMO_CONFIG = {"max_length": 256, "stride": 32, "learning_rate": 2e-4, "per_device_train_batch_size": 8,
                "method": "partial", "freeze_embeddings": True, "freeze_layers": 2,
@@ -43,7 +45,7 @@ def run_demo(out: str | Path, *, encoder: str = "minilm", patients: int | None =
     paths: dict[str, Path] = {}
     syn = synthetic.generate(out / "synthetic_mimic", patients or DEMO["patients"], words=words or DEMO["words"])
     paths["synthetic tables (SYNTHETIC, not real patients)"] = Path(syn["out"])
-    prep = prepare(out / "data", mimic_dir=syn["out"])
+    prep = prepare(out / "data", mimic_dir=syn["out"], fractions=FRACTIONS)
     paths["prepared splits + card.yaml"] = Path(prep["out"])
     paths["admissions left out, with reasons"] = Path(prep["skipped_csv"])
     print(f"[demo] {syn['admissions']} synthetic admissions -> "
@@ -59,8 +61,18 @@ def run_demo(out: str | Path, *, encoder: str = "minilm", patients: int | None =
     paths["test metrics"] = out / "run" / "eval_test.json"
     for p in ev.get("artifacts", {}).get("plots", []):
         paths[f"{Path(p).stem.split('_')[0].upper()} curve"] = out / "run" / p
-    print(f"[demo] test: AUROC {ev['auroc']:.3f}  AUPRC(AP) {ev['auprc_avg_precision']:.3f}  "
-          f"AUPRC(trapezoid) {ev['auprc_trapezoid']:.3f}  RP80 {ev['rp80']:.3f}")
+    ci = ev.get("artifacts", {}).get("intervals", {})
+
+    def iv(key: str) -> str:
+        lo, hi = ci.get(key, (None, None))
+        return f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+
+    print(f"[demo] test ({ev['admissions']:.0f} admissions, 95% intervals by patient): AUROC {ev['auroc']:.3f}{iv('auroc')}  "
+          f"AUPRC(AP) {ev['auprc_avg_precision']:.3f}{iv('auprc_avg_precision')}  RP80 {ev['rp80']:.3f}{iv('rp80')}")
+    print(f"[demo] calibrated risks ({ev.get('artifacts', {}).get('calibration', 'uncalibrated')}): Brier "
+          f"{ev['brier']:.3f}{iv('brier')} (uncalibrated {ev.get('uncalibrated_brier', float('nan')):.3f}), "
+          f"ECE {ev['ece']:.3f}{iv('ece')} (uncalibrated {ev.get('uncalibrated_ece', float('nan')):.3f}), "
+          f"slope {ev['calibration_slope']:.2f}, intercept {ev['calibration_intercept']:.2f}")
     pred = infer.predict_csv(run, Path(prep["out"]) / "test.csv", out / "risk.csv", progress=False)
     paths["risk per admission"] = out / "risk.csv"
     paths["skipped rows"] = pred.skipped_csv

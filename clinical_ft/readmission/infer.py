@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import engine
-from ..atomic import atomic_open
+from ..atomic import atomic_open, write_json
+from ..taskapi import task_options
+from . import calibration
 from .notes import Note, Skip, iter_blocks, write_skips
 from .task import TASK
 
-RISK_COLUMNS = ["risk", "n_chunks", "top_chunk_start", "top_chunk_end", "top_chunk_prob"]  # a prediction's keys
-HEADER = ["admission_id", "risk", "n_chunks", "aggregation", "aggregation_c", "top_chunk_start", "top_chunk_end",
-          "top_chunk_prob"]
+HEADER = ["admission_id", "risk", "score", "n_chunks", "aggregation", "aggregation_c", "calibration", "prevalence",
+          "top_chunk_start", "top_chunk_end", "top_chunk_prob"]
+QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
 
 @dataclass
@@ -33,6 +37,8 @@ class PredictSummary:
     skips: list[Skip] = field(default_factory=list)
     out: Path | None = None
     skipped_csv: Path | None = None
+    drift_json: Path | None = None
+    calibration: str = ""  # how the risks were calibrated (or why not), as written in every row
 
 
 def iter_risks(run: engine.Run, blocks: Iterator[tuple[list[Note], list[Skip]]], batch_size: int | None = None,
@@ -64,18 +70,62 @@ def predict_csv(run: engine.Run, notes_csv: str | Path, out_csv: str | Path, *, 
     """
     out = Path(out_csv)
     out.parent.mkdir(parents=True, exist_ok=True)
-    summary = PredictSummary()
+    cal = calibration.load(run.path)
+    target = task_options(TASK, run.cfg).prevalence
+    summary = PredictSummary(calibration=cal.describe() if cal else "none: this run has no calibration.json "
+                             "(trained before calibration existed, or without validation admissions)")
+    prevalence = "" if target is None or cal is None else target
+    scores, risks_all, windows = [], [], []
     blocks = iter_blocks(notes_csv, columns, labels="ignore", block_size=block_size)
     with atomic_open(out, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(HEADER)
         for notes, risks, skips in iter_risks(run, blocks, batch_size, progress):
             for n, r in zip(notes, risks):
-                w.writerow([n.id, f"{r['risk']:.6f}", r["n_chunks"], run.cfg.aggregation, run.cfg.aggregation_c,
-                            r["top_chunk_start"], r["top_chunk_end"], f"{r['top_chunk_prob']:.6f}"])
+                w.writerow([n.id, f"{r['risk']:.6f}", f"{r['score']:.6f}", r["n_chunks"], run.cfg.aggregation,
+                            run.cfg.aggregation_c, cal.method if cal else "none", prevalence, r["top_chunk_start"],
+                            r["top_chunk_end"], f"{r['top_chunk_prob']:.6f}"])
+            scores.append(np.asarray([r["score"] for r in risks], dtype=np.float32))  # 12 bytes a note in all
+            risks_all.append(np.asarray([r["risk"] for r in risks], dtype=np.float32))
+            windows.append(np.asarray([r["n_chunks"] for r in risks], dtype=np.int32))
             summary.scored += len(notes)
-            summary.windows += sum(r["n_chunks"] for r in risks)
             summary.skips.extend(skips)
+        summary.windows = int(sum(int(x.sum()) for x in windows))
         summary.skipped_csv = write_skips(skipped_path(out), summary.skips)
+        summary.drift_json = drift_path(out)
+        joined = [np.concatenate(x) if x else np.zeros(0) for x in (scores, risks_all, windows)]
+        write_json(summary.drift_json, drift(cal, *joined, summary, target))
     summary.out = out
     return summary
+
+
+def drift_path(out_csv: str | Path) -> Path:
+    """``<out stem>.drift.json`` beside the predictions."""
+    out = Path(out_csv)
+    return out.with_name(out.stem + ".drift.json")
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    return {f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))} if len(values) else {}
+
+
+def drift(cal: calibration.Calibrator | None, scores: np.ndarray, risks: np.ndarray, windows: np.ndarray,
+          summary: PredictSummary, target: float | None) -> dict[str, Any]:
+    """What this batch of notes looks like next to the validation admissions of training: counts,
+    the distribution of risks and of windows per note, the share above each operating threshold
+    chosen on validation, and the population stability index of the scores."""
+    out: dict[str, Any] = {
+        "scored": summary.scored, "skipped": len(summary.skips), "calibration": summary.calibration,
+        "prevalence": target, "mean_risk": float(np.mean(risks)) if len(risks) else None, "risk": _quantiles(risks),
+        "windows_per_note": _quantiles(windows.astype(float))}
+    if cal is None:
+        out["psi"] = None
+        out["note"] = "no calibration.json: no validation reference to compare with"
+        return out
+    calibrated = cal.apply(scores)  # thresholds were chosen on calibrated validation risks, before any prior shift
+    out["share_above_threshold"] = {name: (float(np.mean(calibrated >= t)) if t is not None and len(scores) else None)
+                                    for name, t in cal.thresholds.items()}
+    out["thresholds"] = cal.thresholds
+    out["psi"] = calibration.psi(cal.score_deciles, scores)
+    out["psi_reading"] = "< 0.1 stable; 0.1-0.25 moderate shift; > 0.25 major shift: check the notes before acting"
+    return out

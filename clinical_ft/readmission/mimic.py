@@ -12,10 +12,15 @@ Protocol (kexinhuang12345/clinicalBERT ``preprocess.py``; DESIGN.md section 5):
 - cleaning: lowercase, ``[** ... **]`` de-identification brackets and list numbering removed;
 - splits by patient (a patient never crosses splits), 80/10/10 by default; the test split keeps
   its natural prevalence unless ``balanced_test`` (ClinicalBERT's 50/50 subsampling).
+
+Every admission keeps the attributes subgroup evaluation reads (notes.GROUP_COLUMNS): ``gender``
+and ``age_group`` from PATIENTS (optional table: without it both are empty), ``admission_type``,
+``insurance`` and ``ethnicity`` from ADMISSIONS (INSURANCE and ETHNICITY optional columns).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -25,13 +30,17 @@ import numpy as np
 from ..errors import InputError
 from . import mimic_io
 from .mimic_io import PROTOCOL, MimicReport
+from .notes import GROUP_COLUMNS
 
 DEID = re.compile(r"\[\*\*.*?\*\*\]")
 LIST_NUMBER = re.compile(r"(?:(?<=\s)|^)\d+\.(?=\s)")  # "1. " list items; decimals such as 98.6 stay
 SPACES = re.compile(r"\s+")
 ADM_COLS = ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME", "ADMISSION_TYPE"]
 NOTE_COLS = ["SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY", "TEXT"]
+ADM_OPTIONAL = ["HOSPITAL_EXPIRE_FLAG", "INSURANCE", "ETHNICITY"]  # read when present
 NEWBORN, DEATH = "newborn admission", "in-hospital death"
+FROM_ADMISSIONS = {"admission_type": "ADMISSION_TYPE", "insurance": "INSURANCE", "ethnicity": "ETHNICITY"}
+log = logging.getLogger("clinical_ft.readmission")
 
 
 def clean_text(text: str) -> str:
@@ -49,6 +58,14 @@ def find_table(folder: Path, name: str) -> Path:
     raise InputError(folder, None, f"{name}.csv (MIMIC-III table; credentialed, bring your own)", "no such file")
 
 
+def optional_table(folder: Path, name: str) -> Path | None:
+    """:func:`find_table`, or None when the table is not in `folder`."""
+    try:
+        return find_table(folder, name)
+    except InputError:
+        return None
+
+
 def _check(df_cols: list[str], need: list[str], path: Path) -> None:
     missing = [c for c in need if c not in df_cols]
     if missing:
@@ -56,7 +73,8 @@ def _check(df_cols: list[str], need: list[str], path: Path) -> None:
 
 
 def read_admissions(path: Path) -> Any:
-    """ADMISSIONS with int64 ids, parsed times and CSV_ROW (the 1-based data row).
+    """ADMISSIONS with int64 ids, parsed times and CSV_ROW (the 1-based data row); INSURANCE and
+    ETHNICITY are "" when the table lacks them.
 
     Raises:
         InputError: missing columns, a malformed line, a non-numeric or duplicate HADM_ID, a bad time,
@@ -66,10 +84,12 @@ def read_admissions(path: Path) -> Any:
 
     head = mimic_io.header(path)
     _check(head, ADM_COLS, path)
-    extra = ["HOSPITAL_EXPIRE_FLAG"] if "HOSPITAL_EXPIRE_FLAG" in head else []
+    extra = [c for c in ADM_OPTIONAL if c in head]
     adm = mimic_io.read_csv(path, ADM_COLS + extra, keep_default_na=False)
     adm["CSV_ROW"] = np.arange(1, len(adm) + 1)
     mimic_io.check_utf8(adm, ADM_COLS + extra, path)
+    for c in ("INSURANCE", "ETHNICITY"):
+        adm[c] = adm[c].str.strip() if c in adm else ""
     for c in ("SUBJECT_ID", "HADM_ID"):
         adm[c] = mimic_io.int_ids(adm, c, path)
     for c in ("ADMITTIME", "DISCHTIME", "DEATHTIME"):
@@ -84,6 +104,33 @@ def read_admissions(path: Path) -> Any:
     if dup.any():
         raise InputError(f"{path}, row {int(adm['CSV_ROW'][dup].iloc[0])}", None, "one row per HADM_ID",
                          f"duplicate HADM_ID {adm['HADM_ID'][dup].iloc[0]}")
+    return adm
+
+
+def add_groups(adm: Any, folder: Path) -> Any:
+    """`adm` (from :func:`read_admissions`) with the GROUP_COLUMNS; gender and age_group come from
+    the folder's PATIENTS table when there is one (empty otherwise, and for subjects it lacks).
+
+    Raises:
+        InputError: a PATIENTS table that cannot be read (see mimic_io.read_patients).
+    """
+    adm = adm.copy()
+    for col, source in FROM_ADMISSIONS.items():
+        adm[col] = adm[source].astype(str).str.strip()
+    adm["gender"], adm["age_group"] = "", ""
+    path = optional_table(folder, "PATIENTS")
+    if path is None:
+        log.info("no PATIENTS table in %s: gender and age_group are empty", folder)
+        return adm
+    pat = mimic_io.read_patients(path).set_index("SUBJECT_ID")
+    known = adm["SUBJECT_ID"].isin(pat.index)
+    adm["gender"] = adm["SUBJECT_ID"].map(pat["GENDER"]).where(known, "")
+    adm["age_group"], after = mimic_io.age_groups(adm["ADMITTIME"], adm["SUBJECT_ID"].map(pat["DOB_DATE"]))
+    if (~known).any():
+        log.warning("%d of %d admissions have no row in %s: their gender and age_group are empty",
+                    int((~known).sum()), len(adm), path.name)
+    if after:
+        log.warning("%d admissions start before the patient's DOB in %s: their age_group is empty", after, path.name)
     return adm
 
 
@@ -180,12 +227,13 @@ def split_by_patient(subjects: np.ndarray, fractions: tuple[float, float, float]
 
 
 def build_with_report(mimic_dir: str | Path, setting: str = "discharge", days: int = 3) -> tuple[Any, MimicReport]:
-    """Admission-level frame (admission_id, text, label, subject_id) and the report of every admission
-    or note left out, by reason: protocol exclusions apart from rows that could not be used."""
+    """Admission-level frame (admission_id, text, label, subject_id and the GROUP_COLUMNS) and the
+    report of every admission or note left out, by reason: protocol exclusions apart from rows that
+    could not be used."""
     folder = Path(mimic_dir)
     report = MimicReport()
     adm_path = find_table(folder, "ADMISSIONS")
-    adm = label_all(read_admissions(adm_path))
+    adm = label_all(add_groups(read_admissions(adm_path), folder))
     for reason in (NEWBORN, DEATH):
         report.add(adm_path.name, adm[adm["EXCLUDED"] == reason], reason, PROTOCOL)
     adm = adm[adm["EXCLUDED"] == ""]
@@ -203,11 +251,12 @@ def build_with_report(mimic_dir: str | Path, setting: str = "discharge", days: i
     report.add(adm_path.name, adm[empty], "note text empty after cleaning")
     adm = adm[~empty]
     df = adm.rename(columns={"HADM_ID": "admission_id", "SUBJECT_ID": "subject_id", "LABEL": "label"})
-    return df[["admission_id", "text", "label", "subject_id"]], report
+    return df[["admission_id", "text", "label", "subject_id", *GROUP_COLUMNS]], report
 
 
 def build_from_mimic(mimic_dir: str | Path, setting: str = "discharge", days: int = 3) -> Any:
-    """Admission-level frame (admission_id, text, label, subject_id) from ADMISSIONS + NOTEEVENTS.
+    """Admission-level frame (admission_id, text, label, subject_id, GROUP_COLUMNS) from ADMISSIONS +
+    NOTEEVENTS (+ PATIENTS when present).
 
     What is left out, and why, is returned by :func:`build_with_report` (`prepare` writes it).
     """

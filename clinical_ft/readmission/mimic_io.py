@@ -6,12 +6,19 @@ used column is found and reported by row. Rows are numbered from 1, header exclu
 notes.py. The report lists what the ClinicalBERT protocol excludes (newborns, in-hospital deaths,
 ...) apart from what could not be used (no qualifying note, unreadable note text, ...); it holds
 ids, rows and reasons, never note text.
+
+PATIENTS (optional) gives each admission's ``gender`` and ``age_group`` (:func:`read_patients`,
+:func:`age_groups`): ages are whole years at ADMITTIME, computed from calendar dates so that the DOB
+MIMIC shifts to ~300 years before admission for patients over 89 (outside pandas' timestamps) is
+read and banded "80+".
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .notes import NOT_UTF8, atomic_csv, malformed
+from .notes import AGE_GROUPS, NOT_UTF8, atomic_csv, malformed
 
 PROTOCOL = "excluded by protocol"
 SKIPPED = "skipped"
 _READ = {"encoding": "utf-8", "encoding_errors": "surrogateescape"}
+_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?)?\s*")
+_BANDS = ((18, AGE_GROUPS[0]), (40, AGE_GROUPS[1]), (65, AGE_GROUPS[2]), (80, AGE_GROUPS[3]))
 
 
 @dataclass
@@ -150,3 +159,65 @@ def int_ids(frame: Any, column: str, path: Path) -> Any:
         raise InputError(f"{path}, row {int(frame['CSV_ROW'][bad].iloc[0])}", None,
                          f"{column} as a whole number", found if value else "an empty value")
     return num.astype("int64")
+
+
+def calendar_date(value: str) -> dt.date | None:
+    """``YYYY-MM-DD`` with an optional ``HH:MM[:SS]`` as a date (any year 1-9999); None if it is not one."""
+    m = _DATE.fullmatch(value)
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+    except ValueError:  # month 13, 30 February, year 0
+        return None
+
+
+def read_patients(path: Path) -> Any:
+    """PATIENTS as SUBJECT_ID (int64), GENDER (stripped; "" when the column is missing), DOB_DATE
+    (a ``datetime.date``, or None when empty or the column is missing) and CSV_ROW.
+
+    Raises:
+        InputError: no SUBJECT_ID column, a malformed line, a non-numeric or duplicate SUBJECT_ID, a
+            DOB that is not a date, or bytes that are not UTF-8 in a used column; each names the
+            file and row (never the value of a DOB).
+    """
+    head = header(path)
+    if "SUBJECT_ID" not in head:
+        raise InputError(path, 1, "MIMIC-III columns ['SUBJECT_ID', 'GENDER', 'DOB']",
+                         f"no ['SUBJECT_ID']; header is {head}")
+    used = ["SUBJECT_ID"] + [c for c in ("GENDER", "DOB") if c in head]
+    pat = read_csv(path, used, keep_default_na=False)
+    pat["CSV_ROW"] = np.arange(1, len(pat) + 1)
+    check_utf8(pat, used, path)
+    pat["SUBJECT_ID"] = int_ids(pat, "SUBJECT_ID", path)
+    dup = pat["SUBJECT_ID"].duplicated()
+    if dup.any():
+        raise InputError(f"{path}, row {int(pat['CSV_ROW'][dup].iloc[0])}", None, "one row per SUBJECT_ID",
+                         f"duplicate SUBJECT_ID {pat['SUBJECT_ID'][dup].iloc[0]}")
+    pat["GENDER"] = pat["GENDER"].str.strip() if "GENDER" in pat else ""
+    given = [str(v) for v in pat["DOB"]] if "DOB" in pat else [""] * len(pat)
+    dates = [calendar_date(v) for v in given]
+    for row, (value, date) in enumerate(zip(given, dates), start=1):
+        if date is None and value.strip():
+            raise InputError(f"{path}, row {row}", None, "DOB as YYYY-MM-DD HH:MM:SS (or empty)", "a bad value")
+    pat["DOB_DATE"] = dates
+    return pat.drop(columns="DOB", errors="ignore")
+
+
+def age_group(age: int) -> str:
+    """The band of an age in whole years: "<18", "18-39", "40-64", "65-79", "80+" ("" below 0)."""
+    if age < 0:
+        return ""
+    return next((name for upper, name in _BANDS if age < upper), AGE_GROUPS[-1])
+
+
+def age_groups(admit: Sequence[Any], dob: Sequence[Any]) -> tuple[list[str], int]:
+    """Age bands at admission (datetimes `admit`; dates or None `dob`): "" without a DOB, or with a
+    DOB after the admission; returns the bands and how many DOBs came after their admission."""
+    out, after = [], 0
+    for t, d in zip(admit, dob):
+        if not isinstance(d, dt.date):
+            out.append("")
+            continue
+        age = t.year - d.year - ((t.month, t.day) < (d.month, d.day))
+        after += age < 0
+        out.append(age_group(age))
+    return out, after

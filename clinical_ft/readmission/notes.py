@@ -4,7 +4,9 @@ One reader serves training splits (strict: any bad row is an :class:`InputError`
 and what was expected) and prediction (lenient: a bad row becomes a :class:`Skip` with a reason,
 reported in ``<out stem>.skipped.csv`` beside the predictions, or ``skipped.csv`` in a prepared
 folder). Rows are numbered from 1, header excluded (a quoted note may span several physical lines,
-so rows are not lines).
+so rows are not lines). The admission attributes of :data:`GROUP_COLUMNS`, when the CSV has them
+(``prepare`` writes them from MIMIC-III), are read by name into ``Note.attrs``; other columns are
+ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import atomic_open
@@ -21,6 +23,8 @@ from ..errors import InputError
 DEFAULT_COLUMNS = {"id": "admission_id", "text": "text", "label": "label", "subject": "subject_id"}
 LABEL_NAMES = ["not_readmitted", "readmitted"]
 NOTE_COLUMNS = tuple(DEFAULT_COLUMNS)  # the column roles a card or the command line may rename
+GROUP_COLUMNS = ("gender", "age_group", "admission_type", "insurance", "ethnicity")  # subgroups, read by name
+AGE_GROUPS = ("<18", "18-39", "40-64", "65-79", "80+")  # the age_group values prepare writes
 _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1, "no": 0, "yes": 1}
 NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept as surrogates
 _PARSER_LINE = re.compile(r"line (\d+)")
@@ -28,13 +32,17 @@ _PARSER_LINE = re.compile(r"line (\d+)")
 
 @dataclass
 class Note:
-    """One admission's note text. `label` is 1 (readmitted within 30 days), 0, or None (unlabelled)."""
+    """One admission's note text. `label` is 1 (readmitted within 30 days), 0, or None (unlabelled).
+
+    `attrs`: the admission's non-empty :data:`GROUP_COLUMNS` values (e.g. ``{"gender": "F"}``).
+    """
 
     id: str
     text: str
     label: int | None
     row: int
     subject: str | None = None
+    attrs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +112,7 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
                          f"--id-column/--text-column/--label-column)", f"no {missing}; header is {header}")
     use_label = labels != "ignore" and cols["label"] in header
     use_subject = cols["subject"] in header
+    groups = [c for c in GROUP_COLUMNS if c in header]
     seen: dict[str, int] = {}
 
     def bad(row: int, rid: str, reason: str, skips: list[Skip]) -> None:
@@ -135,12 +144,18 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
                     continue
                 seen[rid] = row
                 subject = (str(rec[cols["subject"]]).strip() or None) if use_subject else None
-                notes.append(Note(rid, text, label, row, subject))
+                notes.append(Note(rid, text, label, row, subject, _attrs(rec, groups)))
         yield notes, skips
         try:
             block = next(reader, None)
         except pd.errors.ParserError as exc:
             raise malformed(path, exc) from None
+
+
+def _attrs(rec: dict[str, object], groups: list[str]) -> dict[str, str]:
+    """The non-empty group values of a row; bytes that were not UTF-8 become U+FFFD."""
+    values = ((c, NOT_UTF8.sub("\ufffd", str(rec[c]).strip())) for c in groups)
+    return {c: v for c, v in values if v}
 
 
 def malformed(path: Path, exc: Exception) -> InputError:

@@ -5,6 +5,11 @@ optional patient column). Every input row that is in no split is listed in ``ski
 reason: for a notes CSV (row, id, reason) the rows that cannot be used; for MIMIC tables (table,
 row, id, kind, reason) the admissions and notes excluded by protocol (newborns, in-hospital deaths,
 ...) and those skipped (no qualifying note, unreadable text, ...).
+
+The split CSVs also carry the admission attributes subgroup evaluation reads by name
+(notes.GROUP_COLUMNS: gender, age_group, admission_type, insurance, ethnicity; empty = unknown):
+all five from MIMIC tables, those a notes CSV has from a notes CSV. The card's ``columns`` maps
+only the note roles; its description names the group columns the splits carry.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ..errors import ClinicalFTError
 from ..taskapi import check_card
 from .mimic import build_with_report, split_by_patient
 from .mimic_io import PROTOCOL, SKIPPED
-from .notes import LABEL_NAMES, column_map, iter_blocks, write_skips
+from .notes import GROUP_COLUMNS, LABEL_NAMES, column_map, iter_blocks, write_skips
 from .task import TASK
 
 log = logging.getLogger("clinical_ft.readmission")
@@ -44,20 +49,23 @@ REFERENCES = [
 
 
 def from_notes_csv(path: str | Path, columns: dict[str, str] | None, out: Path) -> tuple[Any, dict[str, int]]:
-    """A labelled notes CSV as an admission frame and {reason: count}; unusable rows go to ``out/skipped.csv``."""
+    """A labelled notes CSV as an admission frame (with the GROUP_COLUMNS the CSV fills) and
+    {reason: count}; unusable rows go to ``out/skipped.csv``."""
     import pandas as pd
 
     rows, skips = [], []
     for notes, sk in iter_blocks(path, columns, labels="required"):
-        rows.extend({"admission_id": n.id, "text": n.text, "label": n.label, "subject_id": n.subject or n.id}
-                    for n in notes)
+        rows.extend({**n.attrs, "admission_id": n.id, "text": n.text, "label": n.label,
+                     "subject_id": n.subject or n.id} for n in notes)
         skips.extend(sk)
+    groups = [c for c in GROUP_COLUMNS if any(c in r for r in rows)]
     out.mkdir(parents=True, exist_ok=True)
     write_skips(out / "skipped.csv", skips)
     if skips:
         log.warning("%d rows of %s skipped; see %s", len(skips), path, out / "skipped.csv")
     why = Counter(k.reason.split(" (")[0].split(" in column")[0] for k in skips)
-    return pd.DataFrame(rows, columns=["admission_id", "text", "label", "subject_id"]), dict(why)
+    frame = pd.DataFrame(rows, columns=["admission_id", "text", "label", "subject_id", *groups])
+    return frame.fillna({c: "" for c in groups}), dict(why)
 
 
 def from_mimic(mimic_dir: str | Path, setting: str, days: int, out: Path) -> tuple[Any, dict[str, dict[str, int]]]:
@@ -85,7 +93,8 @@ def write_prepared(df: Any, out: str | Path, *, name: str, description: str, fra
     """Split `df` by patient and write the split CSVs and ``card.yaml`` into `out`.
 
     Returns:
-        Summary: admissions and positives per split, paths written.
+        Summary: admissions and positives per split, paths written, ``group_columns`` (the
+        GROUP_COLUMNS the splits carry).
     """
     out = Path(out).resolve()
     if len(df) == 0:
@@ -107,6 +116,10 @@ def write_prepared(df: Any, out: str | Path, *, name: str, description: str, fra
             part.to_csv(tmp, index=False)
         summary["splits"][split] = {"admissions": len(part), "positives": int(part["label"].sum()),
                                     "patients": int(part["subject_id"].nunique())}
+    groups = [c for c in GROUP_COLUMNS if c in df.columns]
+    if groups:
+        description += (f". The splits carry the admission attributes {', '.join(groups)} (subgroup "
+                        "columns, read by name; empty = unknown)")
     card = {
         "name": name, "version": 1, "kind": "readmission", "description": description,
         "data": {"format": "notes_csv", "path": str(out), "files": files},
@@ -116,9 +129,12 @@ def write_prepared(df: Any, out: str | Path, *, name: str, description: str, fra
         "references": REFERENCES,
     }
     header = ("# Readmission card written by `python -m clinical_ft.readmission prepare`.\n"
-              f"# Used by: python -m clinical_ft.readmission train --data {out} --config readmission/minilm --out runs/readmit\n")
+              f"# Used by: python -m clinical_ft.readmission train --data {out} --config readmission/minilm --out runs/readmit\n"
+              + (f"# Subgroup columns in the splits (read by name, not listed under columns): {', '.join(groups)}\n"
+                 if groups else ""))
     dump_yaml(card, out / "card.yaml", header)
     summary["card"] = str(out / "card.yaml")
+    summary["group_columns"] = groups
     return summary
 
 

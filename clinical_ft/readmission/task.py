@@ -10,9 +10,9 @@ A prediction is a dict with the columns of ``risk.csv``: ``risk``, ``n_chunks``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -22,12 +22,48 @@ from ..chunking import tokenize_windows
 from ..config import TaskCard, TrainConfig
 from ..data import feature_columns, read_split
 from ..errors import InputError
-from ..taskapi import Encoded, Task
-from .metrics import plot_curves, readmission_metrics
-from .notes import LABEL_NAMES, NOTE_COLUMNS, Note, load_notes
+from ..taskapi import Encoded, Task, task_options
+from . import calibration
+from .metrics import readmission_metrics
+from .notes import GROUP_COLUMNS, LABEL_NAMES, NOTE_COLUMNS, Note, load_notes
+from .reliability import calibration_metrics, operating_points
 
 TITLE = "Readmission explanations"  # the explain reports' title
 TOKENIZE_BLOCK = 256  # notes tokenized at once; windows keep only doc index and character span
+
+
+@dataclass
+class ReadmissionOptions:
+    """``task_options`` of readmission.
+
+    Attributes:
+        calibration: how the validation admissions calibrate the risks at the end of training
+            (readmission/calibration.py); ``platt`` by default (benchmarks/calibration_bench.py).
+        prevalence: the deployment readmission rate risks are moved to (prior shift; None: the
+            validation admissions' rate). ``predict --prevalence`` sets it for one command.
+        subgroups: admission attributes whose groups ``evaluate`` reports one by one (``--subgroups``).
+        bootstrap: resamples of the patient-grouped 95% intervals in ``evaluate`` (0: none).
+        ece_bins: equal-width bins of the expected calibration error.
+    """
+
+    calibration: Literal["temperature", "platt", "isotonic", "none"] = "platt"
+    prevalence: float | None = None
+    subgroups: list[str] = field(default_factory=list)
+    bootstrap: int = 1000
+    ece_bins: int = 10
+
+    def check(self, ok: Any) -> list[str]:
+        problems = []
+        if ok("prevalence") and self.prevalence is not None and not 0 < self.prevalence < 1:
+            problems.append(f"prevalence: expected a readmission rate in (0, 1), found {self.prevalence}")
+        if ok("bootstrap") and self.bootstrap < 0:
+            problems.append(f"bootstrap: expected resamples >= 0, found {self.bootstrap}")
+        if ok("ece_bins") and self.ece_bins < 2:
+            problems.append(f"ece_bins: expected >= 2 bins, found {self.ece_bins}")
+        bad = [g for g in self.subgroups if g not in GROUP_COLUMNS]
+        if ok("subgroups") and bad:
+            problems.append(f"subgroups: expected admission attributes among {list(GROUP_COLUMNS)}, found {bad}")
+        return problems
 
 
 @dataclass
@@ -71,12 +107,17 @@ def aggregate_windows(n_notes: int, meta: WindowMeta, probs: Any, cfg: TrainConf
     return out
 
 
+def _calibrator(run_dir: Path) -> calibration.Calibrator | None:
+    return calibration.load(run_dir)
+
+
 class ReadmissionTask(Task):
     kind: ClassVar[str] = "readmission"
     formats: ClassVar[tuple[str, ...]] = ("notes_csv",)
+    options: ClassVar[type] = ReadmissionOptions
     file_roles: ClassVar[tuple[str, ...]] = ("test_natural",)  # prepare --balanced-test keeps the natural test
     columns: ClassVar[tuple[str, ...]] = NOTE_COLUMNS
-    score_keys: ClassVar[tuple[str, ...]] = ("auroc", "auprc_avg_precision", "auprc_trapezoid", "rp80")
+    score_keys: ClassVar[tuple[str, ...]] = ("auroc", "auprc_avg_precision", "auprc_trapezoid", "rp80", "brier", "ece")
     metric_for_best_model: ClassVar[str] = "auroc"
 
     def load_split(self, card: TaskCard, split: str, data_dir: str | Path | None) -> list[Note]:
@@ -119,14 +160,51 @@ class ReadmissionTask(Task):
         return aggregate_windows(len(examples), encoded.meta, predictions, cfg)
 
     def score(self, examples: list[Note], predictions: list[dict[str, Any]], labels: list[str]) -> dict[str, float]:
-        return readmission_metrics([n.label for n in examples], [r["risk"] for r in predictions])
+        """Ranking metrics and the calibration of `risk` (brier, ece, slope, intercept); where the
+        predictions carry the uncalibrated `score` too, its brier and ece as ``uncalibrated_*``."""
+        y = [n.label for n in examples]
+        out = {**readmission_metrics(y, [r["risk"] for r in predictions]),
+               **calibration_metrics(y, [r["risk"] for r in predictions])}
+        if predictions and "score" in predictions[0]:
+            raw = calibration_metrics(y, [r["score"] for r in predictions])
+            out.update({f"uncalibrated_{k}": raw[k] for k in ("brier", "ece")})
+        return out
+
+    def fit_after_training(self, run_dir: Path, examples: list[Note], predictions: list[dict[str, Any]],
+                           cfg: TrainConfig) -> dict[str, Any]:
+        """Fit the configured calibrator on the validation admissions' aggregated scores; save it with
+        the validation score deciles (drift) and the operating thresholds chosen on validation."""
+        opts = task_options(self, cfg)
+        scores, y = [r["risk"] for r in predictions], [n.label for n in examples]
+        cal = calibration.fit(opts.calibration, scores, y)
+        risks = cal.apply(scores)
+        cal.thresholds = {p["name"]: p["threshold"] for p in operating_points(y, risks)}
+        calibration.save(cal, run_dir)
+        return {"calibration": {"method": cal.method, "fitted_on": cal.fitted_on, "positives": cal.positives,
+                                "prevalence": cal.prevalence, "described": cal.describe(), **cal.params}}
+
+    def finish_predictions(self, run_dir: Path, predictions: list[dict[str, Any]], cfg: TrainConfig) -> list[dict[str, Any]]:
+        """`risk` calibrated (and moved to ``task_options.prevalence`` when set), the aggregated
+        `score` kept beside it; a run without calibration.json keeps its scores as risks."""
+        cal = _calibrator(run_dir)
+        target = task_options(self, cfg).prevalence
+        if not predictions:
+            return predictions
+        scores = np.asarray([r["risk"] for r in predictions])
+        risks = cal.apply(scores) if cal else scores
+        if target is not None and cal is not None and np.isfinite(cal.prevalence):
+            risks = calibration.prior_shift(risks, cal.prevalence, target)
+        return [{**r, "score": float(s), "risk": float(p)} for r, s, p in zip(predictions, scores, risks)]
 
     def write_artifacts(self, run_dir: Path, split: str, examples: list[Note], predictions: list[dict[str, Any]],
                         labels: list[str], cfg: TrainConfig) -> dict[str, Any]:
-        """ROC and PR curves (``roc_<split>.png``, ``pr_<split>.png``; none for a one-class split) and
-        the aggregation the risks were computed with."""
-        plots = plot_curves([n.label for n in examples], [r["risk"] for r in predictions], run_dir, split)
-        return {"plots": [p.name for p in plots], "aggregation": cfg.aggregation, "aggregation_c": cfg.aggregation_c}
+        """ROC, PR, reliability and decision curves (PNGs named ``<kind>_<split>.png``; none for a
+        one-class split), patient-grouped 95% bootstrap intervals, operating points, subgroups, and
+        the aggregation, calibration and prevalence the risks were computed with."""
+        from .evaluation import evaluation_report
+
+        return evaluation_report(run_dir, split, examples, predictions, cfg, task_options(self, cfg),
+                                 _calibrator(run_dir))
 
     def pick_examples(self, examples: list[Note], predictions: list[dict[str, Any]]) -> list[tuple[int, str]]:
         """The highest- and the lowest-risk test admissions."""

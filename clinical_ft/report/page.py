@@ -33,9 +33,20 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     for k, v in metrics.items():
         if isinstance(v, dict):
             out += f"<h3>{esc(str(k))}</h3>{metrics_table(v)}"
+        elif isinstance(v, list) and v and all(isinstance(r, dict) for r in v):  # rows: operating points, subgroups
+            out += f"<h3>{esc(str(k))}</h3>{rows_table(v)}"
         elif isinstance(v, list):
             out += f"<h3>{esc(str(k))}</h3><pre>{esc(json.dumps(v, indent=1, default=str)[:20000])}</pre>"
     return out
+
+
+def rows_table(rows: list[dict[str, Any]]) -> str:
+    """A list of records (operating points, subgroups) as one table, a column per key."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f'<td class="num">{esc(_fmt(r.get(c, "")))}</td>' for c in cols) + "</tr>"
+                   for r in rows[:500])
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _read_json(path: Path) -> Any:
