@@ -8,6 +8,7 @@ collator, decoding and scoring. Multi-GPU needs no code change:
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
@@ -92,7 +93,7 @@ def train(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     elif rundir.checkpoints(out):
         check_resume(out, card, cfg)
-    resume_from, set_aside = rundir.resume_point(out)
+    resume_from, set_aside = rundir.resume_point(out, int(os.environ.get("RANK", "0")) == 0)
     for name in set_aside:
         log.warning("%s: %s was not saved whole (interrupted during the save): set aside as incomplete-%s",
                     out / "checkpoints", name, name)
@@ -148,7 +149,7 @@ def train(
     reset_peak_memory()
     trainer.started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    whole = trainer.progress()  # the whole run, across every resume
+    whole = trainer.progress(finished=True)  # the whole run, across every resume
 
     n_tokens = int(np.sum(train_enc.dataset["length"] if "length" in train_enc.dataset.column_names
                           else [len(x) for x in train_enc.dataset["input_ids"]]))
@@ -210,7 +211,7 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
     order = np.argsort(-lengths, kind="stable")
     args = TrainingArguments(
         output_dir=str(run.path / ".predict"), per_device_eval_batch_size=batch_size or run.cfg.per_device_eval_batch_size,
-        report_to=[], disable_tqdm=not sys.stderr.isatty(), dataloader_pin_memory=on_gpu(),
+        report_to=[], disable_tqdm=not sys.stderr.isatty(), dataloader_pin_memory=on_gpu(), use_cpu=not on_gpu(),
         **precision_flags(run.cfg.precision),
     )
     trainer = trainer_class()(model=run.model, args=args, data_collator=task.collator(run.tokenizer),

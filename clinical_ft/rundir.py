@@ -58,15 +58,16 @@ def complete(ckpt: Path) -> bool:
     return weights and str(state.get("global_step")) == ckpt.name.rpartition("-")[2]
 
 
-def resume_point(out: Path) -> tuple[Path | None, list[str]]:
+def resume_point(out: Path, set_aside_incomplete: bool = True) -> tuple[Path | None, list[str]]:
     """The latest complete checkpoint of an interrupted run (None: none, start afresh), and the
     incomplete ones (a kill during a save), which are renamed ``incomplete-checkpoint-N`` so that
-    neither transformers nor a later resume takes them for checkpoints."""
+    neither transformers nor a later resume takes them for checkpoints (by the main process only:
+    `set_aside_incomplete` is False on the other ranks of a distributed run)."""
     latest, set_aside = None, []
     for ckpt in checkpoints(out):
         if complete(ckpt):
             latest = ckpt
-        else:
+        elif set_aside_incomplete:
             target = ckpt.with_name("incomplete-" + ckpt.name)
             shutil.rmtree(target, ignore_errors=True)
             ckpt.rename(target)

@@ -93,6 +93,8 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, has_eval: bool, metric: 
         dataloader_num_workers=cfg.dataloader_num_workers,
         report_to=[],
         dataloader_pin_memory=on_gpu(),
+        use_cpu=not on_gpu(),  # without it accelerate sees no distributed CPU run under torchrun (gloo)
+        average_tokens_across_devices=False,  # losses are per-example means: reported alike at any world size
         **precision_flags(cfg.precision),
     )
 
@@ -157,10 +159,11 @@ def trainer_class() -> type:
             return seeded_length_grouped_sampler(list(lengths), self.args.train_batch_size
                                                  * self.args.gradient_accumulation_steps, seed)
 
-        def progress(self) -> dict[str, Any]:
+        def progress(self, finished: bool = False) -> dict[str, Any]:
             """The whole run so far: steps, the sum of the per-step training losses, seconds of
-            training over every process that worked on it, and how often it was resumed."""
-            loss = float(self._total_loss_scalar + self._tr_loss.item())
+            training over every process that worked on it, and how often it was resumed. Until
+            training is `finished` the losses since the last log are still in ``_tr_loss``."""
+            loss = float(self._total_loss_scalar + (0.0 if finished else self._tr_loss.item()))
             return {"step": self.state.global_step, "loss_sum": self.prior.get("loss_sum", 0.0) + loss,
                     "train_seconds": self.prior.get("train_seconds", 0.0) + time.perf_counter() - self.started,
                     "resumes": self.prior.get("resumes", -1) + 1}
