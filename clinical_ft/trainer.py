@@ -4,6 +4,7 @@ from a TrainConfig, the evaluation sampler) that training, evaluation and predic
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -43,6 +44,11 @@ def peak_memory_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def is_main_process() -> bool:
+    """Whether this process writes outputs: always outside torchrun/accelerate, rank 0 inside."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def on_gpu() -> bool:

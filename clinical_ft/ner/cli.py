@@ -13,6 +13,7 @@ from .. import engine, taskcli
 from ..atomic import atomic_open
 from ..errors import ClinicalFTError, InputError
 from ..interpret.cli import add_common_args, check_steps, read_lines
+from ..trainer import is_main_process
 from .conll import Sentence, read_conll, typed, write_conll
 from .task import TASK, repair_note
 
@@ -58,6 +59,8 @@ def _predict(args: argparse.Namespace) -> int:
     if fmt == "conll":
         sents, report = read_conll(inp, require_tags=False)
         tags = predict(run, sents)
+        if not is_main_process():  # torchrun: every rank scored its share, rank 0 writes
+            return 0
         write_conll(args.out, sents, tags)  # every input line kept, the prediction appended as a last column
         print(f"{report.sentences} sentences, {report.tokens} tokens tagged -> {args.out}")
         if report.iob_repairs:  # the output keeps the input's tags as written
@@ -65,6 +68,8 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     sents, spans, texts = raw_text_sentences(inp, run.tokenizer)
     tags = predict(run, sents)
+    if not is_main_process():
+        return 0
     with atomic_open(args.out) as fh:
         for sent, sp, text, tg in zip(sents, spans, texts, tags):
             ents = []

@@ -19,6 +19,7 @@ from collections import Counter
 from .. import engine, taskcli
 from ..errors import ClinicalFTError
 from ..taskapi import task_options
+from ..trainer import is_main_process
 from . import infer
 from .notes import iter_blocks
 from .prepare import card_from_data, prepare
@@ -98,6 +99,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     _, run = _load(args)
     s = infer.predict_csv(run, args.notes, args.out, columns=_columns(args), batch_size=args.batch_size)
+    if not is_main_process():  # torchrun: rank 0 wrote the files and says so
+        return 0
     why = Counter(k.reason.split(" (")[0].split(" in column")[0] for k in s.skips)
     print(f"{s.scored} admissions scored ({s.windows} chunks, {run.cfg.aggregation} aggregation) -> {s.out}")
     target = task_options(TASK, run.cfg).prevalence

@@ -4,11 +4,18 @@ Notes are read in blocks (pandas ``chunksize``); the windows of all notes of a b
 engine's batched forward (engine.predict: windows sorted by length, padded per batch only) and are
 aggregated per admission with the run's aggregation. Results are appended to a temporary file that
 replaces the output only when every row is done.
+
+Under ``torchrun --nproc_per_node N`` every rank reads the same blocks and the engine's forward
+(transformers' Trainer on accelerate) splits each block's windows across the ranks deterministically
+and gathers them in order; only rank 0 writes, after the last block, so the output is the
+single-process one and no complete-looking file appears unless every rank got through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +26,7 @@ import numpy as np
 from .. import engine
 from ..atomic import atomic_open, write_json
 from ..taskapi import task_options
+from ..trainer import is_main_process
 from . import calibration
 from .notes import Note, Skip, iter_blocks, write_skips
 from .task import TASK
@@ -46,7 +54,7 @@ def iter_risks(run: engine.Run, blocks: Iterator[tuple[list[Note], list[Skip]]],
     """Score blocks of notes one at a time (engine.predict), with a tqdm progress bar over notes."""
     from tqdm.auto import tqdm
 
-    with tqdm(unit="note", desc="scoring", disable=not progress) as bar:
+    with tqdm(unit="note", desc="scoring", disable=not progress or not is_main_process()) as bar:
         for notes, skips in blocks:
             risks = engine.predict(TASK, run, notes, batch_size)
             bar.update(len(notes) + len(skips))
@@ -77,7 +85,8 @@ def predict_csv(run: engine.Run, notes_csv: str | Path, out_csv: str | Path, *, 
     prevalence = "" if target is None or cal is None else target
     scores, risks_all, windows = [], [], []
     blocks = iter_blocks(notes_csv, columns, labels="ignore", block_size=block_size)
-    with atomic_open(out, newline="") as fh:
+    main = is_main_process()  # the other ranks of a distributed run score their share and write nothing
+    with (atomic_open(out, newline="") if main else contextlib.nullcontext(io.StringIO())) as fh:
         w = csv.writer(fh)
         w.writerow(HEADER)
         for notes, risks, skips in iter_risks(run, blocks, batch_size, progress):
@@ -91,10 +100,11 @@ def predict_csv(run: engine.Run, notes_csv: str | Path, out_csv: str | Path, *, 
             summary.scored += len(notes)
             summary.skips.extend(skips)
         summary.windows = int(sum(int(x.sum()) for x in windows))
-        summary.skipped_csv = write_skips(skipped_path(out), summary.skips)
-        summary.drift_json = drift_path(out)
-        joined = [np.concatenate(x) if x else np.zeros(0) for x in (scores, risks_all, windows)]
-        write_json(summary.drift_json, drift(cal, *joined, summary, target))
+        summary.skipped_csv, summary.drift_json = skipped_path(out), drift_path(out)
+        if main:
+            write_skips(summary.skipped_csv, summary.skips)
+            joined = [np.concatenate(x) if x else np.zeros(0) for x in (scores, risks_all, windows)]
+            write_json(summary.drift_json, drift(cal, *joined, summary, target))
     summary.out = out
     return summary
 
