@@ -48,6 +48,17 @@ def write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
+    """Save a matplotlib figure as PNG at `path` atomically and close it; return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **savefig)
+    plt.close(fig)
+    return path
+
+
 def jsonable(x: Any) -> Any:
     """Values json cannot write: numpy scalars/arrays via ``tolist``, dataclasses as dicts, else text."""
     import dataclasses

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import engine, registry
-from ..atomic import atomic_path, write_json, write_text
+from ..atomic import save_figure, write_json, write_text
 from ..config import Reference, TaskCard, read_yaml
 from ..rundir import RUN_FILE, run_card
 
@@ -249,9 +249,7 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylim(0, 1.08 * max([100.0] + [r["reference"] or 0 for r in rows]))
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(3, len(encs)))
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_tables(grid: Any, cells: list[Any], out: Path, fmt: str = "markdown") -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import save_figure
 
 log = logging.getLogger("clinical_ft.readmission")
 
@@ -77,8 +77,6 @@ def plot_curves(labels: Sequence[int], scores: Sequence[float], out_dir: str | P
         ax.legend(loc="lower right" if name == "roc" else "upper right", fontsize=8)
         fig.tight_layout()
         path = out / f"{name}_{tag}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-        plt.close(fig)
+        save_figure(fig, path)
         paths.append(path)
     return paths

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import save_figure
 
 NAN = float("nan")
 TARGET = 0.8  # the precision and the sensitivity of the first two operating points
@@ -164,8 +164,4 @@ def decision_curve_png(labels: Sequence[int], risks: Sequence[float], path: str 
            title=f"{title}\n{int(d['admissions'])} admissions, prevalence {d['prevalence']:.3f}")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

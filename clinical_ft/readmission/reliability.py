@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import save_figure
 from .operating import NAN, as_arrays, decision_curve, decision_curve_png, operating_points
 
 __all__ = ["auroc", "bootstrap_intervals", "brier", "calibration_metrics", "decision_curve", "decision_curve_png",
@@ -149,11 +149,7 @@ def reliability_png(labels: Sequence[int], risks: Sequence[float], path: str | P
     bottom.hist(r, bins=np.linspace(0, 1, bins + 1), color="tab:blue", alpha=0.6)
     bottom.set(xlabel="predicted risk", ylabel="admissions")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def grouped_resample_indices(groups: Sequence[Hashable | None], resamples: int,

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from .. import encoders, methods
-from ..atomic import atomic_path
+from ..atomic import save_figure
 from ..chunking import centrality, tokenize_windows
 from ..config import TaskCard, TrainConfig
 from ..data import card_labels, carved, feature_columns, read_split
@@ -244,9 +244,7 @@ class RelationTask(Task):
         ax.set_title(f"{split}: {len(examples)} pairs")
         fig.tight_layout()
         png = Path(run_dir) / f"confusion_{split}.png"
-        with atomic_path(png) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
+        save_figure(fig, png, dpi=100)
         skipped = self.skipped.get(split, Counter())
         return {"confusion_matrix_png": png.name, "confusion_labels": labels, "confusion_matrix": cm.tolist(),
                 "skipped_pairs": sum(skipped.values()), "skipped_by_reason": dict(sorted(skipped.items()))}
