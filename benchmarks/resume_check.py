@@ -277,7 +277,10 @@ def markdown(data: dict[str, Any]) -> str:
              "config `ner/minilm`, overrides `" + " ".join(OVERRIDES) + "` (`max_eval_examples=200` only keeps "
              "the dev evaluations short). Checkpoints at steps 20/40/60; kills hit checkpoint-40. "
              "LIMITED: 300 training sentences, 60 steps: this checks resume exactness, not quality.", ""]
-    labels = [k for k in ("after", "before") if k in data] + sorted(k for k in data if k not in ("after", "before", "setup"))
+    if data.get("reading"):  # a hand-written summary stored in the JSON (not produced by a run)
+        lines += ["Reading:", ""] + [f"- {x}" for x in data["reading"]] + [""]
+    labels = [k for k in ("after", "before") if k in data] + sorted(
+        k for k in data if k not in ("after", "before", "setup", "reading"))
     for label in labels:
         d = data[label]
         lines += [f"## {label}: code {d.get('code')} ({d.get('date')})", ""]
