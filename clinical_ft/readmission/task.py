@@ -107,10 +107,6 @@ def aggregate_windows(n_notes: int, meta: WindowMeta, probs: Any, cfg: TrainConf
     return out
 
 
-def _calibrator(run_dir: Path) -> calibration.Calibrator | None:
-    return calibration.load(run_dir)
-
-
 class ReadmissionTask(Task):
     kind: ClassVar[str] = "readmission"
     formats: ClassVar[tuple[str, ...]] = ("notes_csv",)
@@ -186,7 +182,7 @@ class ReadmissionTask(Task):
     def finish_predictions(self, run_dir: Path, predictions: list[dict[str, Any]], cfg: TrainConfig) -> list[dict[str, Any]]:
         """`risk` calibrated (and moved to ``task_options.prevalence`` when set), the aggregated
         `score` kept beside it; a run without calibration.json keeps its scores as risks."""
-        cal = _calibrator(run_dir)
+        cal = calibration.load(run_dir)
         target = task_options(self, cfg).prevalence
         if not predictions:
             return predictions
@@ -204,7 +200,7 @@ class ReadmissionTask(Task):
         from .evaluation import evaluation_report
 
         return evaluation_report(run_dir, split, examples, predictions, cfg, task_options(self, cfg),
-                                 _calibrator(run_dir))
+                                 calibration.load(run_dir))
 
     def pick_examples(self, examples: list[Note], predictions: list[dict[str, Any]]) -> list[tuple[int, str]]:
         """The highest- and the lowest-risk test admissions."""
