@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, encoders, leakage, methods, rundir
+from . import __version__, distributed, encoders, leakage, methods, rundir
 from .atomic import write_json
 from .config import TaskCard, TrainConfig
 from .errors import ClinicalFTError
@@ -93,7 +93,8 @@ def train(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     elif rundir.checkpoints(out):
         check_resume(out, card, cfg)
-    resume_from, set_aside = rundir.resume_point(out, int(os.environ.get("RANK", "0")) == 0)
+    with distributed.main_process_first():  # rank 0 sets incomplete checkpoints aside before the others look
+        resume_from, set_aside = rundir.resume_point(out, int(os.environ.get("RANK", "0")) == 0)
     for name in set_aside:
         log.warning("%s: %s was not saved whole (interrupted during the save): set aside as incomplete-%s",
                     out / "checkpoints", name, name)
@@ -101,8 +102,9 @@ def train(
         log.warning("no complete checkpoint is left: training starts afresh")
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
-    leakage.check(card, [encoders.resolve(cfg.encoder)], data_dir, missing_ok=True,  # test text in DAPT corpus?
-                  texts_fn=lambda: leakage.example_texts(task.load_split(card, "test", data_dir)))
+    distributed.on_main_first(lambda: leakage.check(  # test text in the DAPT corpus? once per job, every rank told
+        card, [encoders.resolve(cfg.encoder)], data_dir, missing_ok=True,
+        texts_fn=lambda: leakage.example_texts(task.load_split(card, "test", data_dir))))
     train_ex = task.load_split(card, "train", data_dir)
     n_train_all = len(train_ex)
     train_ex = _limit(train_ex, cfg.max_train_examples)
@@ -176,11 +178,12 @@ def train(
     if dev_enc is not None:  # the scores of the model kept (the best checkpoint), as evaluated during training
         dev = best_evaluation(trainer.state.log_history, trainer.state.best_global_step, metric) or trainer.evaluate()
         metrics["validation"] = {k.removeprefix("eval_"): v for k, v in dev.items()}
-    if main and dev_enc is not None:  # e.g. calibration on the validation admissions
+    if dev_enc is not None:  # e.g. calibration on the validation admissions
         dev_preds = kept.get("by_step", {}).get(trainer.state.best_global_step)
-        if dev_preds is None:  # evaluated before a resume: predict the dev split once with the kept model
+        if dev_preds is None:  # evaluated before a resume: predict the dev split once (every rank takes part)
             dev_preds = task.decode(dev_ex, dev_enc, trainer.predict(dev_enc.dataset).predictions, labels, cfg)
-        metrics.update(task.fit_after_training(out, dev_ex, dev_preds, cfg))
+        if main:
+            metrics.update(task.fit_after_training(out, dev_ex, dev_preds, cfg))
     if main:
         methods.save_model(trainer, out)  # safetensors + config with id2label (LoRA: merged, + adapter/)
         leakage.carry(encoders.resolve(cfg.encoder), out)

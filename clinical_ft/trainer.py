@@ -168,8 +168,9 @@ def trainer_class() -> type:
         def progress(self, finished: bool = False) -> dict[str, Any]:
             """The whole run so far: steps, the sum of the per-step training losses, seconds of
             training over every process that worked on it, and how often it was resumed. Until
-            training is `finished` the losses since the last log are still in ``_tr_loss``."""
-            loss = float(self._total_loss_scalar + (0.0 if finished else self._tr_loss.item()))
+            training is `finished` the losses since the last log are still in ``_tr_loss``. Losses are
+            means over the ranks, as transformers logs them (a collective: every rank calls this)."""
+            loss = float(self._total_loss_scalar + (0.0 if finished else self._mean_over_ranks(self._tr_loss).item()))
             return {"step": self.state.global_step, "loss_sum": self.prior.get("loss_sum", 0.0) + loss,
                     "train_seconds": self.prior.get("train_seconds", 0.0) + time.perf_counter() - self.started,
                     "resumes": self.prior.get("resumes", -1) + 1}
@@ -180,10 +181,20 @@ def trainer_class() -> type:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            progress = self.progress()  # on every rank (it gathers the losses); written by the main one
             if self.args.should_save:
                 folder.mkdir(parents=True, exist_ok=True)
-                (folder / PROGRESS_FILE).write_text(json.dumps(self.progress()), encoding="utf-8")
+                (folder / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
             super()._save_checkpoint(model, trial)
+
+        def _mean_over_ranks(self, loss: Any) -> Any:
+            return self.accelerator.gather(loss.detach().reshape(1)).mean() if self.args.world_size > 1 else loss
+
+        def _finalize_training(self, *args: Any, **kwargs: Any) -> Any:
+            """The losses since the last log, averaged over the ranks before transformers adds them to the
+            run's total (it gathers the logged ones alone): train_loss is then every rank's mean."""
+            self._tr_loss = self._mean_over_ranks(self._tr_loss)
+            return super()._finalize_training(*args, **kwargs)
 
     return OrderedEvalTrainer
 
