@@ -12,8 +12,6 @@ python -m clinical_ft.readmission demo
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 from collections import Counter
 
 from .. import engine, taskcli
@@ -64,22 +62,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> tuple[object, engine.Run]:
-    """The run, with --aggregation/--c applied to a new config (the loaded run is not changed)."""
-    c = getattr(args, "c", None)
-    if c is not None and not (math.isfinite(c) and c > 0):
-        raise ClinicalFTError(f"--c: expected ClinicalBERT's aggregation constant, a number > 0; found {c}")
-    task, run = taskcli.open_run(args.model, (TASK,))
-    changes = {k: v for k, v in (("aggregation", getattr(args, "aggregation", None)), ("aggregation_c", c))
-               if v is not None}
-    options = {k: v for k, v in (("prevalence", getattr(args, "prevalence", None)),
-                                 ("subgroups", _csv(getattr(args, "subgroups", None)))) if v is not None}
-    if options:
-        changes["task_options"] = {**run.cfg.task_options, **options}
-    if not changes:
-        return task, run
-    cfg = dataclasses.replace(run.cfg, **changes)
-    task_options(task, cfg)  # --prevalence / --subgroups checked like the config's own keys
-    return task, dataclasses.replace(run, cfg=cfg)
+    """The run, with --aggregation/--c/--prevalence/--subgroups applied to a new config (infer.open_run)."""
+    return infer.open_run(args.model, aggregation=getattr(args, "aggregation", None), c=getattr(args, "c", None),
+                          prevalence=getattr(args, "prevalence", None), subgroups=_csv(getattr(args, "subgroups", None)))
 
 
 def _csv(text: str | None) -> list[str] | None:

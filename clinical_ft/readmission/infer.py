@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import engine
+from .. import engine, taskcli
 from ..atomic import atomic_open, write_json
+from ..errors import ClinicalFTError
 from ..taskapi import task_options
 from ..trainer import is_main_process
 from . import calibration
@@ -33,6 +36,7 @@ from .task import TASK
 
 HEADER = ["admission_id", "risk", "score", "n_chunks", "aggregation", "aggregation_c", "calibration", "prevalence",
           "top_chunk_start", "top_chunk_end", "top_chunk_prob"]
+FLOAT_COLUMNS = ("risk", "score", "top_chunk_prob")  # written with 6 decimals in risk.csv
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
 
@@ -59,6 +63,35 @@ def iter_risks(run: engine.Run, blocks: Iterator[tuple[list[Note], list[Skip]]],
             risks = engine.predict(TASK, run, notes, batch_size)
             bar.update(len(notes) + len(skips))
             yield notes, risks, skips
+
+
+def risk_fields(note_id: str, r: dict[str, Any], run: engine.Run, cal: calibration.Calibrator | None,
+                prevalence: float | str) -> list[Any]:
+    """One admission's values in :data:`HEADER` order (risk.csv, and the Spark scorer's columns)."""
+    return [note_id, r["risk"], r["score"], r["n_chunks"], run.cfg.aggregation, run.cfg.aggregation_c,
+            cal.method if cal else "none", prevalence, r["top_chunk_start"], r["top_chunk_end"], r["top_chunk_prob"]]
+
+
+def open_run(model: str | Path, *, aggregation: str | None = None, c: float | None = None,
+             prevalence: float | None = None, subgroups: list[str] | None = None) -> tuple[Any, engine.Run]:
+    """The task and run of `model`, with --aggregation/--c/--prevalence/--subgroups applied to a new
+    config (the run directory is not changed).
+
+    Raises:
+        ClinicalFTError: `model` is not a readmission run; `c` is not a number > 0; a bad option value.
+    """
+    if c is not None and not (math.isfinite(c) and c > 0):
+        raise ClinicalFTError(f"--c: expected ClinicalBERT's aggregation constant, a number > 0; found {c}")
+    task, run = taskcli.open_run(model, (TASK,))
+    changes: dict[str, Any] = {k: v for k, v in (("aggregation", aggregation), ("aggregation_c", c)) if v is not None}
+    options = {k: v for k, v in (("prevalence", prevalence), ("subgroups", subgroups)) if v is not None}
+    if options:
+        changes["task_options"] = {**run.cfg.task_options, **options}
+    if not changes:
+        return task, run
+    cfg = dataclasses.replace(run.cfg, **changes)
+    task_options(task, cfg)  # --prevalence / --subgroups checked like the config's own keys
+    return task, dataclasses.replace(run, cfg=cfg)
 
 
 def skipped_path(out_csv: str | Path) -> Path:
@@ -91,9 +124,8 @@ def predict_csv(run: engine.Run, notes_csv: str | Path, out_csv: str | Path, *, 
         w.writerow(HEADER)
         for notes, risks, skips in iter_risks(run, blocks, batch_size, progress):
             for n, r in zip(notes, risks):
-                w.writerow([n.id, f"{r['risk']:.6f}", f"{r['score']:.6f}", r["n_chunks"], run.cfg.aggregation,
-                            run.cfg.aggregation_c, cal.method if cal else "none", prevalence, r["top_chunk_start"],
-                            r["top_chunk_end"], f"{r['top_chunk_prob']:.6f}"])
+                w.writerow([f"{v:.6f}" if k in FLOAT_COLUMNS else v
+                            for k, v in zip(HEADER, risk_fields(n.id, r, run, cal, prevalence))])
             scores.append(np.asarray([r["score"] for r in risks], dtype=np.float32))  # 12 bytes a note in all
             risks_all.append(np.asarray([r["risk"] for r in risks], dtype=np.float32))
             windows.append(np.asarray([r["n_chunks"] for r in risks], dtype=np.int32))

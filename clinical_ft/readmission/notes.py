@@ -128,14 +128,9 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
             row = int(i) + 1
             rid = str(rec[cols["id"]]).strip()
             text = str(rec[cols["text"]])
-            if not rid:
-                bad(row, "", f"missing id in column {cols['id']!r}", skips)
-            elif NOT_UTF8.search(rid) or NOT_UTF8.search(text):
-                bad(row, NOT_UTF8.sub("?", rid), "unreadable text: bytes that are not UTF-8", skips)
-            elif rid in seen:
-                bad(row, rid, f"duplicate admission id (first at row {seen[rid]})", skips)
-            elif not text.strip():
-                bad(row, rid, "empty note (no text)", skips)
+            why = row_problem(rid, text, cols["id"], f"row {seen[rid]}" if rid in seen else None)
+            if why:
+                bad(row, NOT_UTF8.sub("?", rid), why, skips)
             else:
                 label = parse_label(rec[cols["label"]]) if use_label else None
                 if labels == "required" and label is None:
@@ -150,6 +145,20 @@ def iter_blocks(path: str | Path, columns: dict[str, str] | None = None, *, labe
             block = next(reader, None)
         except pd.errors.ParserError as exc:
             raise malformed(path, exc) from None
+
+
+def row_problem(rid: str, text: str, id_column: str, first_seen: str | None = None) -> str | None:
+    """Why a row cannot be scored, or None: a missing id, bytes that are not UTF-8, an id already seen
+    (`first_seen` says where, e.g. ``row 3``), an empty note. Shared by every reader of notes to score."""
+    if not rid:
+        return f"missing id in column {id_column!r}"
+    if NOT_UTF8.search(rid) or NOT_UTF8.search(text):
+        return "unreadable text: bytes that are not UTF-8"
+    if first_seen is not None:
+        return f"duplicate admission id (first at {first_seen})"
+    if not text.strip():
+        return "empty note (no text)"
+    return None
 
 
 def _attrs(rec: dict[str, object], groups: list[str]) -> dict[str, str]:
