@@ -134,3 +134,24 @@ def test_interrupted_two_process_run_resumes_to_the_weights_of_accelerate_launch
     assert sha[0] == sha[1]
     # the mean over both ranks and every step (rank 0's own mean differs by ~2e-3 here)
     assert metrics["train_loss"] == pytest.approx(ref_metrics["train_loss"], abs=1e-5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+def test_leakage_refusal_on_rank_0_stops_every_rank(tiny_encoder: str, tmp_path: Path) -> None:
+    import csv
+
+    from clinical_ft import leakage
+
+    enc = tmp_path / "dapt"
+    shutil.copytree(tiny_encoder, enc)
+    test_notes = list(csv.DictReader(open("tests/fixtures/readmission/notes_mini/test.csv", encoding="utf-8")))
+    hashes = sorted(leakage.unit_hashes(test_notes[0]["text"]))  # one test note was in the pre-training corpus
+    (enc / "pretraining_manifest.json").write_text(json.dumps({"sources": [], "unit_hashes": hashes}))
+    launcher = [shutil.which("torchrun") or "torchrun", "--nproc_per_node", "2", "--master_port", "29541"]
+    proc = subprocess.run([*launcher, "-m", "clinical_ft.readmission", "train", "--card", CARD, "--data-dir",
+                           "tests/fixtures", "--out", str(tmp_path / "run"), "--encoder", str(enc), *COMMON],
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.count("was pre-trained on text of the test split") == 2  # rank 0's refusal, and rank 1's copy
+    assert "the main process (rank 0) stopped" in proc.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
