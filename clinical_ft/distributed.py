@@ -24,6 +24,15 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def single_process_as_plain() -> None:
+    """Under a launcher that started one process in all (``torchrun --nproc_per_node 1``), forget its
+    ``LOCAL_RANK``: accelerate then sets up no process group and does not wrap the model in
+    DistributedDataParallel (on CPU it otherwise does, for one process), so the run is the plain one.
+    Called before the Trainer's arguments are built."""
+    if world_size() == 1:
+        os.environ.pop("LOCAL_RANK", None)
+
+
 def _state() -> Any:
     """accelerate's process state (it joins the launcher's process group on first use)."""
     import torch

@@ -212,6 +212,7 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
         return np.zeros((0,))
     lengths = np.asarray([len(x) for x in ds["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
+    distributed.single_process_as_plain()
     args = TrainingArguments(
         output_dir=str(run.path / ".predict"), per_device_eval_batch_size=batch_size or run.cfg.per_device_eval_batch_size,
         report_to=[], disable_tqdm=not sys.stderr.isatty(), dataloader_pin_memory=on_gpu(), use_cpu=not on_gpu(),

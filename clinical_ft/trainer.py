@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .distributed import single_process_as_plain
 
 
 def reset_peak_memory() -> None:
@@ -71,6 +72,7 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, has_eval: bool, metric: 
     schedule (warmup + linear decay), length grouping, evaluation, checkpointing and seed."""
     from transformers import TrainingArguments
 
+    single_process_as_plain()  # torchrun --nproc_per_node 1: no DDP around one process
     evaluate = has_eval and cfg.eval_strategy != "no"
     strategy = cfg.eval_strategy if evaluate else "no"
     return TrainingArguments(

@@ -51,6 +51,7 @@ def test_torchrun_divides_the_steps_and_evaluates_every_example_once(manifest_en
     assert logs[0].count("leakage check: test split") == 1  # rank 0 checked; rank 1 waited for its verdict
     assert (one["global_steps"], two["global_steps"]) == (10, 5)  # ceil(37 / 4) and ceil(37 / 8)
     assert two["epochs_run"] == 1.0 and two["device"] == "cpu:0"
+    assert one["device"] == "cpu"  # torchrun with one process in all: the plain path (no process group, no DDP)
     # the validation admissions were gathered from both ranks: 6 admissions, no duplicate from padding
     assert one["calibration"]["fitted_on"] == two["calibration"]["fitted_on"] == 6
     same_global = _train(1, tmp_path / "one_b8", manifest_encoder, 8)  # one process, the same global batch
