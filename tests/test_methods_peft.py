@@ -5,6 +5,8 @@ refused on CPU."""
 from __future__ import annotations
 
 import builtins
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -205,3 +207,19 @@ def test_qlora_without_a_gpu_fails_before_anything_loads(tiny_encoder: str, tmp_
     with pytest.raises(ClinicalFTError, match="method: qlora needs a CUDA GPU.*use method: lora"):
         engine.train(NER, card, _cfg(tiny_encoder, "qlora"), tmp_path / "run", data_dir="tests/fixtures")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("method", ["prefix", "prompt"])
+def test_explain_loads_a_virtual_token_run(method: str, tiny_encoder: str, tmp_path: Path) -> None:
+    from clinical_ft.ner import cli as ner_cli
+
+    card = load(TaskCard, CARDS["ner"][0])
+    engine.train(NER, card, _cfg(tiny_encoder, method), tmp_path / "run", data_dir="tests/fixtures")
+    out = tmp_path / "ner.html"
+    text = "Familial breast cancer and cystic fibrosis were ruled out."
+    assert ner_cli.main(["explain", "--model", str(tmp_path / "run"), "--text", text, "--out", str(out),
+                         "--n-steps", "4"]) == 0
+    data = json.loads(re.search(r'class="data">(.*?)</script>', out.read_text(encoding="utf-8")).group(1))
+    run = engine.load_run(NER, tmp_path / "run")
+    n_tokens = len(run.tokenizer(text)["input_ids"])
+    assert [c["T"] for c in data["chunks"]] == [n_tokens]  # attention maps over the real tokens only

@@ -11,6 +11,7 @@ So the encoder (``model.base_model``) is replaced by a `VirtualTokenEncoder`: pe
 positions it would without the method: one logit per input token (NER windows), the entity-start
 marker positions (relation), the QA span offsets, the [CLS] of a readmission window. The BERT
 pooler is re-applied to the real [CLS]. Token type ids are kept (prompt: the virtual tokens get type 0).
+Attention maps (explain) cover the real tokens only: the weight put on virtual tokens is left out.
 
 Prefix tuning passes the vectors as the key/value cache; BERT in transformers 5 takes it (``cache``,
 formerly ``past_key_values``) and numbers the real tokens after the prefix. Both methods therefore
@@ -74,12 +75,13 @@ def _wrapper_class() -> type:
                 attention_mask = torch.ones(b, t, dtype=torch.long, device=ref.device)
             mask = torch.cat([torch.ones(b, self.n, dtype=attention_mask.dtype, device=ref.device), attention_mask], 1)
             if self.prefix:
-                from peft.import_utils import get_transformers_cache_name
-
-                kw[get_transformers_cache_name()] = self.peft.get_prompt(b)
+                kw[_cache_name()] = self.peft.get_prompt(b)
                 if token_type_ids is not None:
                     kw["token_type_ids"] = token_type_ids
-                return base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=mask, **kw)
+                out = base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=mask, **kw)
+                if out.get("attentions") is not None:  # keys include the prefix: keep the real tokens' columns
+                    out["attentions"] = tuple(a[..., self.n:] for a in out.attentions)
+                return out
             if inputs_embeds is None:
                 inputs_embeds = base.get_input_embeddings()(input_ids)
             prompts = self.peft.get_prompt(batch_size=b).to(inputs_embeds.dtype)
@@ -96,6 +98,15 @@ def _wrapper_class() -> type:
             return out
 
     return VirtualTokenEncoder
+
+
+def _cache_name() -> str:
+    """The keyword the encoder takes the prefix under: peft's answer for this transformers version."""
+    try:
+        from peft.import_utils import get_transformers_cache_name
+    except ImportError:  # older peft: transformers 4 naming
+        return "past_key_values"
+    return get_transformers_cache_name()
 
 
 def _peft_config(encoder: Any, cfg: TrainConfig) -> Any:
