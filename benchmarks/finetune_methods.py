@@ -18,8 +18,8 @@ reported as a ratio to the full fine-tuning row measured in the same run (absolu
 shared CPU are noise).
 
 Runs (finetune_methods_all.md and finetune_methods_all_gad.md, every method at one budget):
-    python benchmarks/finetune_methods.py --max-train 500 --epochs 1 --tag finetune_methods_all
-    python benchmarks/finetune_methods.py --card tasks/relation/gad.yaml --max-train 500 --epochs 1 \
+    python benchmarks/finetune_methods.py --max-train 1000 --epochs 1 --tag finetune_methods_all
+    python benchmarks/finetune_methods.py --card tasks/relation/gad.yaml --max-train 1000 --epochs 1 \
         --tag finetune_methods_all_gad
 Earlier runs (finetune_methods.md, finetune_methods_lora_lr.md, finetune_methods_gad.md; no forgetting column then):
     python benchmarks/finetune_methods.py --max-train 1000 --epochs 2 --dapt-steps 50
