@@ -35,6 +35,7 @@ DEFAULT_VIRTUAL_TOKENS = 20
 
 
 def virtual_tokens(cfg: TrainConfig) -> int:
+    """The number of virtual tokens `cfg` asks for (``num_virtual_tokens``, default 20)."""
     return cfg.num_virtual_tokens if cfg.num_virtual_tokens is not None else DEFAULT_VIRTUAL_TOKENS
 
 

@@ -64,11 +64,9 @@ def mlm_loss(model: Any, batch: dict[str, Any], batch_size: int = 16) -> float:
 def _untied_mlm(encoder: str) -> tuple[Any, bool]:
     """AutoModelForMaskedLM on `encoder` with the decoder untied from the input embeddings; True when the
     checkpoint had its own head."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
-    config = encoders._load(AutoConfig, encoder)
-    config.tie_word_embeddings = False
-    model, info = encoders.load_model(AutoModelForMaskedLM, encoder, config=config, output_loading_info=True)
+    model, info = encoders.load_model(AutoModelForMaskedLM, encoder, tie_word_embeddings=False, output_loading_info=True)
     missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     body = [k for k in missing if k.startswith(model.base_model_prefix + ".")]
     if body:
