@@ -106,15 +106,19 @@ class TrainConfig:
     aggregation: Literal["clinicalbert", "max", "mean"] = "clinicalbert"
     aggregation_c: float = 2.0
     task_options: dict[str, Any] = field(default_factory=dict)  # validated by the task module
-    # fine-tuning method (clinical_ft/methods.py): full, partial (freeze_embeddings/freeze_layers),
-    # head_only (encoder frozen), lora (peft adapters, merged into the saved model)
-    method: Literal["full", "partial", "head_only", "lora"] = "full"
+    # fine-tuning method (clinical_ft/methods/): full, partial (freeze_embeddings/freeze_layers),
+    # head_only (encoder frozen), bitfit (biases + head), lora/ia3/qlora (peft, merged into the saved
+    # model; qlora CUDA only), prefix/prompt (peft virtual tokens, saved beside the model)
+    method: Literal["full", "partial", "head_only", "bitfit", "lora", "ia3", "qlora", "prefix", "prompt"] = "full"
     freeze_embeddings: bool = False  # method=partial only
     freeze_layers: int = 0  # method=partial: freeze encoder layers 0..N-1 (bottom N)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    ia3_target_modules: list[str] | None = None  # method=ia3; null: key, value, output.dense (peft's BERT default)
+    ia3_feedforward_modules: list[str] | None = None  # method=ia3: targets scaled on their input; null: output.dense
+    num_virtual_tokens: int | None = None  # method=prefix/prompt; null: 20
     layerwise_lr_decay: float | None = None  # LLRD: layer l gets lr * decay**(depth above l); head gets lr
 
     def check(self, ok: Ok) -> list[str]:
@@ -164,8 +168,28 @@ class TrainConfig:
             problems.append(f"lora_dropout: expected a value in [0, 1), found {self.lora_dropout}")
         if ok("lora_target_modules") and not self.lora_target_modules:
             problems.append("lora_target_modules: expected module names such as [query, value], found an empty list")
+        problems += self._check_method_options(ok)
         if ok("layerwise_lr_decay") and self.layerwise_lr_decay is not None and not 0.0 < self.layerwise_lr_decay <= 1.0:
             problems.append(f"layerwise_lr_decay: expected a value in (0, 1] or null, found {self.layerwise_lr_decay}")
+        return problems
+
+
+    def _check_method_options(self, ok: Ok) -> list[str]:
+        """Options of ia3 and prefix/prompt: ranges, and set only with their method."""
+        problems = []
+        uses = {"num_virtual_tokens": ("prefix", "prompt"), "ia3_target_modules": ("ia3",),
+                "ia3_feedforward_modules": ("ia3",)}
+        for key, owners in uses.items():
+            if ok("method", key) and getattr(self, key) is not None and self.method not in owners:
+                problems.append(f"{key}: only used with method: {' or '.join(owners)}, found method: {self.method}")
+        if ok("num_virtual_tokens") and self.num_virtual_tokens is not None and self.num_virtual_tokens <= 0:
+            problems.append(f"num_virtual_tokens: expected a positive integer, found {self.num_virtual_tokens}")
+        if ok("ia3_target_modules") and self.ia3_target_modules is not None and not self.ia3_target_modules:
+            problems.append("ia3_target_modules: expected module names such as [key, value, output.dense], found an empty list")
+        targets = self.ia3_target_modules or ["key", "value", "output.dense"]
+        extra = [m for m in self.ia3_feedforward_modules or [] if m not in targets]
+        if ok("ia3_target_modules", "ia3_feedforward_modules") and extra:
+            problems.append(f"ia3_feedforward_modules: {extra} are not in ia3_target_modules {targets}")
         return problems
 
 

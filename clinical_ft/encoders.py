@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,18 @@ ALIASES: dict[str, str] = {
     "bert": "google-bert/bert-base-uncased",
 }
 DOWNLOAD_ENV = "CLINICAL_FT_ALLOW_DOWNLOAD"
+_LOAD_OPTIONS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("load_options", default=None)
+
+
+@contextlib.contextmanager
+def load_options(**kwargs: Any) -> Iterator[None]:
+    """Extra ``from_pretrained`` arguments for every `load_model` inside the block (e.g. a
+    ``quantization_config`` for methods.qlora), whatever task builds the model."""
+    token = _LOAD_OPTIONS.set({**(_LOAD_OPTIONS.get() or {}), **kwargs})
+    try:
+        yield
+    finally:
+        _LOAD_OPTIONS.reset(token)
 
 
 def bundled_minilm() -> str:
@@ -78,7 +93,7 @@ def load_tokenizer(name: str) -> Any:
 def load_model(model_cls: Any, name: str, **kwargs: Any) -> Any:
     """Load `model_cls` weights (safetensors preferred; .bin only via torch weights_only) with SDPA."""
     kwargs.setdefault("attn_implementation", "sdpa")
-    return _load(model_cls, name, **kwargs)
+    return _load(model_cls, name, **{**(_LOAD_OPTIONS.get() or {}), **kwargs})
 
 
 def load_classifier(model_cls: Any, name: str, labels: list[str], **kwargs: Any) -> Any:

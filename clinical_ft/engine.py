@@ -100,6 +100,7 @@ def train(
                     out / "checkpoints", name, name)
     if set_aside and resume_from is None:
         log.warning("no complete checkpoint is left: training starts afresh")
+    methods.preflight(cfg)  # e.g. qlora without a GPU: refused before anything loads
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
     distributed.on_main_first(lambda: leakage.check(  # test text in the DAPT corpus? once per job, every rank told
@@ -117,7 +118,8 @@ def train(
     if reasons:
         log.warning("LIMITED run (not comparable with full-data results): %s", "; ".join(reasons))
 
-    model = methods.apply(task.build_model(cfg.encoder, labels, cfg), cfg)  # full/partial/head_only/lora
+    with methods.loading(cfg):  # qlora: 4-bit weights
+        model = methods.apply(task.build_model(cfg.encoder, labels, cfg), cfg)  # see clinical_ft/methods/
     train_enc = task.encode(tokenizer, train_ex, cfg, labels)
     dev_enc = task.encode(tokenizer, dev_ex, cfg, labels) if dev_ex else None
 
@@ -185,7 +187,7 @@ def train(
         if main:
             metrics.update(task.fit_after_training(out, dev_ex, dev_preds, cfg))
     if main:
-        methods.save_model(trainer, out)  # safetensors + config with id2label (LoRA: merged, + adapter/)
+        methods.save_model(trainer, out, rebuild=lambda: task.build_model(cfg.encoder, labels, cfg))  # + adapter/
         leakage.carry(encoders.resolve(cfg.encoder), out)
         tokenizer.save_pretrained(str(out))
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run keeps run.yaml instead

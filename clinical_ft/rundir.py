@@ -180,7 +180,7 @@ def load_run(task: Task, run_dir: str | Path, attn_implementation: str = "sdpa")
     if card.kind != task.kind:
         raise ClinicalFTError(f"{path} was trained for task kind {card.kind!r}, not {task.kind!r}")
     labels = list(data["labels"])
-    model = task.build_model(str(path), labels, cfg)
+    model = methods.restore(task.build_model(str(path), labels, cfg), path, cfg)  # prefix/prompt: + adapter/
     if attn_implementation != "sdpa":
         model.set_attn_implementation(attn_implementation)
     return Run(path, card, cfg, labels, model, encoders.load_tokenizer(str(path)), task)

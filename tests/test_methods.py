@@ -166,7 +166,8 @@ def test_lora_run_resumes_from_its_checkpoint(tiny_encoder: str, tmp_path: Path)
 REL_LABELS = ["false", "advise"]
 
 
-@pytest.mark.parametrize(("method", "extra"), [("head_only", {}), ("partial", {"freeze_embeddings": True}), ("lora", {})])
+@pytest.mark.parametrize(("method", "extra"), [("head_only", {}), ("partial", {"freeze_embeddings": True}), ("lora", {}),
+                                               ("bitfit", {}), ("ia3", {}), ("prefix", {}), ("prompt", {})])
 def test_added_marker_rows_train_while_old_rows_stay(tiny_encoder: str, method: str, extra: dict) -> None:
     from clinical_ft.encoders import load_tokenizer
     from clinical_ft.relation import TASK as REL
@@ -185,7 +186,7 @@ def test_added_marker_rows_train_while_old_rows_stay(tiny_encoder: str, method: 
     model.train()
     model(**batch).loss.backward()
     opt.step()
-    final = model.merge_and_unload() if methods.is_peft(model) else methods.merge_new_rows(model)
+    final = methods.merge_new_rows(model.merge_and_unload() if methods.is_peft(model) else model)
     after = final.get_input_embeddings().weight.detach()
     assert type(final.get_input_embeddings()) is torch.nn.Embedding  # merged back: saves like any model
     used = sorted(set(row["input_ids"]) & set(new))  # [E1:group] [/E1:group] [E2:brand] [/E2:brand]
