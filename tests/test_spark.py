@@ -1,7 +1,7 @@
 """Spark scoring (clinical_ft.readmission.spark) equals `readmission predict` on the same notes.
 
 One local[2] session for the module. Skipped without pyspark or a Java runtime, except under CI=true,
-where either missing fails (.ci/run installs Java; the `test` extra installs pyspark).
+where either missing fails (.ci/run installs Java; set-up command 2 installs the `spark` extra).
 """
 
 from __future__ import annotations
