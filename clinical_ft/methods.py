@@ -137,6 +137,8 @@ def apply(model: Any, cfg: TrainConfig) -> Any:
     """
     n_layers = num_layers(model)
     encoder = _encoder(model)
+    if cfg.attention_dropout is not None:
+        set_attention_dropout(model, cfg.attention_dropout)
     if cfg.method == "lora":
         model = _lora(model, encoder, cfg)
     elif cfg.method in ("partial", "head_only"):
@@ -153,6 +155,25 @@ def apply(model: Any, cfg: TrainConfig) -> Any:
     log.info("method %s: %d of %d parameters trainable (%.2f%%)", describe(cfg), trainable, total,
              100.0 * trainable / max(total, 1))
     return model
+
+
+def set_attention_dropout(model: Any, p: float) -> None:
+    """Dropout `p` on the attention probabilities of every self-attention module (the ``dropout``
+    that BERT-family attention passes to SDPA), recorded in the model config.
+
+    Raises:
+        ClinicalFTError: the model has no self-attention module with a ``dropout`` layer.
+    """
+    import torch
+
+    found = [m.dropout for m in model.modules()
+             if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)]
+    if not found:
+        raise ClinicalFTError(f"attention_dropout: {type(model).__name__} has no self-attention dropout to set")
+    for layer in found:
+        layer.p = p
+    if hasattr(model.config, "attention_probs_dropout_prob"):
+        model.config.attention_probs_dropout_prob = p
 
 
 def describe(cfg: TrainConfig) -> str:
