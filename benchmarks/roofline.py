@@ -13,8 +13,7 @@ phase of a training step.
   backward, gradient clipping, optimizer, scheduler, zero_grad, log/save/evaluate, and the rest of
   the Trainer's step (callbacks, loss bookkeeping).
 - Inference: ``model(**batch)`` under ``inference_mode`` on the dev split, length-sorted batches.
-- ``--profile-steps N``: a torch.profiler table of N further training steps, self CPU time by
-  operator class (matmul, attention, optimizer, dropout, other elementwise).
+- ``--profile-steps N``: torch.profiler self CPU time of N more steps by operator class.
 
 Run: python benchmarks/roofline.py --seconds 300 --out benchmarks/results/roofline.json [key=value ...]
 """
@@ -24,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -55,20 +55,21 @@ def gemm_rate(m: int, k: int, n: int, seconds: float) -> float:
 
 
 def flop_fit(model: Any, train: bool, lengths: tuple[int, int] = (32, 128)) -> tuple[float, float]:
-    """(a, b) with FLOPs of one sequence of length L = a*L + b*L^2 (forward, or forward + backward)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    """(a, b) with FLOPs of one sequence of length L = a*L + b*L^2 (forward, or forward + backward).
 
+    Counted in training mode with SDPA's math backend (the counter has no formula for the fused CPU
+    attention kernel that inference, or training without attention dropout, runs; same FLOPs)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
     counts = []
     for n in lengths:
         batch = {"input_ids": torch.full((1, n), 1000), "attention_mask": torch.ones(1, n, dtype=torch.long),
                  "token_type_ids": torch.zeros(1, n, dtype=torch.long), "labels": torch.zeros(1, n, dtype=torch.long)}
-        with FlopCounterMode(display=False) as fc:
+        with FlopCounterMode(display=False) as fc, sdpa_kernel(SDPBackend.MATH):
+            loss = model(**batch).loss
             if train:
-                model(**batch).loss.backward()
-            else:
-                with torch.inference_mode():
-                    model(**batch)
+                loss.backward()
         counts.append(fc.get_total_flops())
         model.zero_grad(set_to_none=True)
     (l1, l2), (f1, f2) = lengths, counts
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=400)
     p.add_argument("--turn-every", type=int, default=10, help="training steps between ceiling/inference turns")
     p.add_argument("--turn-seconds", type=float, default=0.4, help="seconds per GEMM shape in a turn")
-    p.add_argument("--profile-steps", type=int, default=5)
+    p.add_argument("--profile-steps", type=int, default=5, help="torch.profiler steps at the end (0: none)")
     p.add_argument("--out", required=True, help="JSON results")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (shipped NER config)")
     args = p.parse_args(argv)
@@ -184,16 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     labels = TASK.label_list(card, train)
     model = methods.apply(TASK.build_model(cfg.encoder, labels, cfg), cfg)
     ds, dev_ds = TASK.encode(tok, train, cfg, labels).dataset, TASK.encode(tok, dev, cfg, labels).dataset
-    model.train()
-    fit_train = flop_fit(model, True)
-    model.eval()
-    fit_fwd = flop_fit(model, False)
-    model.train()
+    model.train()  # dropout on while counting: the training kernels
+    fit_train, fit_fwd = flop_fit(model, True), flop_fit(model, False)
     collate = TASK.collator(tok)
     dev_rows = dev_ds.select(length_order(dev_ds).tolist()).select_columns(["input_ids", "token_type_ids",
                                                                             "attention_mask", "labels"])
     eb = cfg.per_device_eval_batch_size
     dev_batches = [collate([dev_rows[i] for i in range(s, min(s + eb, len(dev_rows)))]) for s in range(0, len(dev_rows), eb)]
+    dev_len = [len(x) for x in dev_ds["input_ids"]]
+    dev_pad = {name: sum(max(ls[i:i + eb]) * len(ls[i:i + eb]) for i in range(0, len(ls), eb)) / sum(ls)
+               for name, ls in (("dataset_order", dev_len), ("length_sorted", sorted(dev_len, reverse=True)))}
     start = machine()
     rec: dict[str, Any] = {"t": defaultdict(float), "step_start": None, "timed": 0.0, "steps": 0, "step_seconds": [],
                            "turn_every": args.turn_every, "max_steps": args.max_steps, "fit_train": fit_train,
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 model.zero_grad()
         prof_classes = op_classes(prof)
     out = report(rec, fit_train, fit_fwd, prof_classes, cfg)
+    out["dev_evaluation_padding_ratio"] = dev_pad  # padded / real positions at the eval batch size
     out.update({"date": now_utc(), "machine_start": start, "loadavg_end": list(__import__("os").getloadavg()),
                 "torch_threads": torch.get_num_threads(), "overrides": list(args.overrides),
                 "command": "python benchmarks/roofline.py " + " ".join(argv if argv is not None else sys.argv[1:])})
@@ -254,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
 def report(rec: dict[str, Any], fit_train: tuple[float, float], fit_fwd: tuple[float, float],
            prof_classes: dict[str, float], cfg: Any) -> dict[str, Any]:
     """Throughput and % of ceiling overall, per training window (between two ceiling turns) and per phase."""
-    import statistics
-
     turns = rec["turns"]
     ceiling = statistics.median(t["ceiling"] for t in turns)
     windows = []
