@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         turns += 1
     out: dict[str, Any] = {"date": now_utc(), "machine_start": start_info, "loadavg_end": list(__import__("os").getloadavg()),
                            "turns": turns, "sentences_per_turn": args.turn, "command": "python benchmarks/ner_ab.py "
-                           + " ".join(argv if argv is not None else sys.argv[1:])}
+                           + shlex.join(argv if argv is not None else sys.argv[1:])}
     for s in sides:
         out[s["name"]] = {"batch_size": s["bs"], "learning_rate": s["lr"], "optim": s["optim"], "steps": s["steps"],
                           "examples": s["examples"], "tokens": s["tokens"], "padded_tokens": s["padded"],

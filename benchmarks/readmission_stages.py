@@ -97,6 +97,21 @@ def raw_forward(model: Any, batches: list[dict[str, Any]]) -> float:
     return time.perf_counter() - t0
 
 
+def summarize(rounds: list[dict[str, Any]], tokens: int) -> dict[str, Any]:
+    """Ratios per round (the two sides of a round ran back to back: the same load), their median,
+    and the stages of the median round's predict."""
+    import statistics
+
+    ratio = [100 * r["raw_forward_s"] / r["predict"]["total"] for r in rounds]
+    loop = [100 * r["raw_forward_s"] / r["predict"]["forward_trainer_loop"] for r in rounds]
+    mid = sorted(rounds, key=lambda r: r["raw_forward_s"] / r["predict"]["total"])[len(rounds) // 2]["predict"]
+    return {"raw_forward_tokens_per_s_median": statistics.median(tokens / r["raw_forward_s"] for r in rounds),
+            "predict_tokens_per_s_median": statistics.median(tokens / r["predict"]["total"] for r in rounds),
+            "predict_over_raw_pct_per_round": ratio, "predict_over_raw_pct_median": statistics.median(ratio),
+            "trainer_loop_over_raw_pct_median": statistics.median(loop),
+            "stages_pct_of_predict_median_round": {k: 100 * mid.get(k, 0.0) / mid["total"] for k in STAGES}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--notes", type=int, default=60)
@@ -123,17 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     row["raw_forward_s"] = raw_forward(run.model, batches)
             rounds.append(row)
-    best_pred = min(rounds, key=lambda x: x["predict"]["total"])["predict"]
-    best_raw = min(x["raw_forward_s"] for x in rounds)
     out = {"date": now_utc(), "machine_start": start, "loadavg_end": list(__import__("os").getloadavg()),
            "command": "python benchmarks/readmission_stages.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "notes": args.notes, "windows": sum(len(b["input_ids"]) for b in batches), "tokens": tokens,
-           "raw_forward_tokens_per_s": tokens / best_raw, "predict_tokens_per_s": tokens / best_pred["total"],
-           "predict_over_raw_pct": 100 * best_raw / best_pred["total"],
-           "stages_s": {k: best_pred.get(k, 0.0) for k in STAGES},
-           "stages_pct_of_predict": {k: 100 * best_pred.get(k, 0.0) / best_pred["total"] for k in STAGES},
-           "trainer_loop_over_raw_forward_pct": 100 * best_raw / best_pred["forward_trainer_loop"],
-           "rounds": rounds}
+           **summarize(rounds, tokens), "rounds": rounds}
     write_json(Path(args.out), out)
     print(json.dumps({k: v for k, v in out.items() if k not in ("rounds", "machine_start")}, indent=1))
     return 0
