@@ -8,7 +8,11 @@ The two sides take turns of equal size (32 sentences: 4 baseline steps, then 1 o
 epoch in shuffled order (so the length-grouped side does not start with its longest batches).
 A step is forward, backward, gradient clipping, optimizer and scheduler step, as in the Trainer.
 
-Run: python benchmarks/ner_ab.py --seconds 480 --out /tmp/ner_ab.json
+``--a "key=value ..."`` replaces the baseline by our config with those overrides (A/B of one lever:
+e.g. ``--a ""`` for the shipped config against ``method=partial freeze_embeddings=true`` as ours).
+Both sides get the fine-tuning method of their config (``methods.apply``).
+
+Run: python benchmarks/ner_ab.py --seconds 480 --out /tmp/ner_ab.json [--a "key=value ..."] [key=value ...]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,7 +35,7 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels")
 
 
 def _side(name: str, overrides: list[str], seed: int) -> dict[str, Any]:
-    from clinical_ft import encoders, registry
+    from clinical_ft import encoders, methods, registry
     from clinical_ft.ner import TASK
     from clinical_ft.trainer import trainer_class, training_arguments
 
@@ -39,7 +44,7 @@ def _side(name: str, overrides: list[str], seed: int) -> dict[str, Any]:
     tok = encoders.load_tokenizer(cfg.encoder)
     train = TASK.load_split(card, "train", None)
     labels = TASK.label_list(card, train)
-    model = TASK.build_model(cfg.encoder, labels, cfg)
+    model = methods.apply(TASK.build_model(cfg.encoder, labels, cfg), cfg)
     ds = TASK.encode(tok, train, cfg, labels).dataset
     targs = training_arguments(cfg, Path("/tmp/ner_ab") / name, False, "f1")
     trainer = trainer_class()(model=model, args=targs, train_dataset=ds, processing_class=tok)
@@ -52,7 +57,8 @@ def _side(name: str, overrides: list[str], seed: int) -> dict[str, Any]:
     model.train()
     return {"name": name, "model": model, "opt": trainer.optimizer, "sched": trainer.lr_scheduler,
             "clip": targs.max_grad_norm, "collator": TASK.collator(tok), "batches": batches, "rows": rows,
-            "bs": bs, "next": 0, "optim": str(targs.optim), "lr": cfg.learning_rate,
+            "bs": bs, "next": 0, "overrides": overrides,
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), "optim": str(targs.optim), "lr": cfg.learning_rate,
             "sec": 0.0, "examples": 0, "tokens": 0, "padded": 0, "steps": 0, "turns": []}
 
 
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=480, help="stop starting turns after this long")
     p.add_argument("--turn", type=int, default=32, help="sentences per turn and side")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--a", default=None, help="side A: our config with these overrides instead of run_ner.py's")
     p.add_argument("--out", required=True, help="JSON results")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for ours")
     args = p.parse_args(argv)
@@ -90,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     start_info = machine()
-    sides = [_side("baseline", BASELINE, args.seed), _side("ours", list(args.overrides), args.seed)]
+    side_a = ("baseline", BASELINE) if args.a is None else ("a", args.a.split())
+    sides = [_side(*side_a, args.seed), _side("ours", list(args.overrides), args.seed)]
     for s in sides:  # warm-up turn, not recorded
         for _ in range(max(1, args.turn // s["bs"])):
             _step(s, False)
@@ -105,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         turns += 1
     out: dict[str, Any] = {"date": now_utc(), "machine_start": start_info, "loadavg_end": list(__import__("os").getloadavg()),
                            "turns": turns, "sentences_per_turn": args.turn, "command": "python benchmarks/ner_ab.py "
-                           + " ".join(argv if argv is not None else sys.argv[1:])}
+                           + shlex.join(argv if argv is not None else sys.argv[1:])}
     for s in sides:
         out[s["name"]] = {"batch_size": s["bs"], "learning_rate": s["lr"], "optim": s["optim"], "steps": s["steps"],
                           "examples": s["examples"], "tokens": s["tokens"], "padded_tokens": s["padded"],
                           "seconds": s["sec"], "examples_per_s": s["examples"] / s["sec"],
-                          "tokens_per_s": s["tokens"] / s["sec"], "padding_ratio": s["padded"] / s["tokens"]}
-    b, o = out["baseline"], out["ours"]
+                          "tokens_per_s": s["tokens"] / s["sec"], "padding_ratio": s["padded"] / s["tokens"],
+                          "overrides": s["overrides"], "trainable_parameters": s["trainable"]}
+    b, o = out[sides[0]["name"]], out["ours"]
     out["ratio_examples_per_s"] = o["examples_per_s"] / b["examples_per_s"]
     out["ratio_tokens_per_s"] = o["tokens_per_s"] / b["tokens_per_s"]
     write_json(Path(args.out), out)

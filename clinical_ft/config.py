@@ -120,12 +120,15 @@ class TrainConfig:
     ia3_feedforward_modules: list[str] | None = None  # method=ia3: targets scaled on their input; null: output.dense
     num_virtual_tokens: int | None = None  # method=prefix/prompt; null: 20
     layerwise_lr_decay: float | None = None  # LLRD: layer l gets lr * decay**(depth above l); head gets lr
+    # dropout on the attention probabilities while training; null keeps the encoder's own (BERT: 0.1).
+    # 0 lets SDPA run its fused attention kernel in training too (faster on CPU; methods.set_attention_dropout)
+    attention_dropout: float | None = None
 
     def check(self, ok: Ok) -> list[str]:
         """Ranges, and combinations of the fine-tuning method fields (see clinical_ft/methods.py)."""
         problems = []
         floats = ("learning_rate", "weight_decay", "warmup_ratio", "num_train_epochs", "aggregation_c", "lora_dropout",
-                  "layerwise_lr_decay")
+                  "layerwise_lr_decay", "attention_dropout")
         for name in floats:  # NaN passes every comparison below: reject non-finite numbers first
             value = getattr(self, name)
             if ok(name) and isinstance(value, float) and not math.isfinite(value):
@@ -169,6 +172,8 @@ class TrainConfig:
         if ok("lora_target_modules") and not self.lora_target_modules:
             problems.append("lora_target_modules: expected module names such as [query, value], found an empty list")
         problems += self._check_method_options(ok)
+        if ok("attention_dropout") and self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            problems.append(f"attention_dropout: expected a value in [0, 1) or null, found {self.attention_dropout}")
         if ok("layerwise_lr_decay") and self.layerwise_lr_decay is not None and not 0.0 < self.layerwise_lr_decay <= 1.0:
             problems.append(f"layerwise_lr_decay: expected a value in (0, 1] or null, found {self.layerwise_lr_decay}")
         return problems

@@ -48,12 +48,28 @@ def _limit(examples: list[Any], n: int | None) -> list[Any]:
     return examples if n is None else examples[:n]
 
 
+def length_order(dataset: Any) -> np.ndarray:
+    """Feature indices longest first (stable): batches of similar length pad little."""
+    lengths = dataset["length"] if "length" in dataset.column_names else [len(x) for x in dataset["input_ids"]]
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
+def restore_order(predictions: Any, order: np.ndarray) -> Any:
+    """Undo `order`: row k of `predictions` (an array, or a tuple of arrays) belongs to feature ``order[k]``."""
+    if isinstance(predictions, tuple | list):
+        return type(predictions)(restore_order(p, order) for p in predictions)
+    restored = np.empty_like(predictions)
+    restored[order] = predictions
+    return restored
+
+
 def _metrics_fn(task: Task, examples: list[Any], encoded: Encoded, labels: list[str], cfg: TrainConfig,
-                kept: dict[str, Any]) -> Any:
-    """compute_metrics of the dev split; keeps the decoded predictions of the best evaluation so far
+                kept: dict[str, Any], order: np.ndarray) -> Any:
+    """compute_metrics of the dev split, evaluated in length `order` (predictions are put back in
+    feature order before decoding); keeps the decoded predictions of the best evaluation so far
     and of the latest one in `kept` (by global step), for `fit_after_training`."""
     def compute(pred: Any) -> dict[str, float]:
-        preds = task.decode(examples, encoded, pred.predictions, labels, cfg)
+        preds = task.decode(examples, encoded, restore_order(pred.predictions, order), labels, cfg)
         state = kept["trainer"].state
         kept["by_step"] = {s: p for s, p in kept.get("by_step", {}).items() if s == state.best_global_step}
         kept["by_step"][state.global_step] = preds
@@ -130,14 +146,15 @@ def train(
     if args.load_best_model_at_end and cfg.early_stopping_patience > 0:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     kept: dict[str, Any] = {}
+    dev_order = length_order(dev_enc.dataset) if dev_enc else None  # dev batches of similar length: less padding
     trainer = trainer_class()(
         model=model,
         args=args,
         train_dataset=train_enc.dataset,
-        eval_dataset=dev_enc.dataset if dev_enc else None,
+        eval_dataset=dev_enc.dataset.select(dev_order.tolist()) if dev_enc else None,
         data_collator=task.collator(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels, cfg, kept) if dev_enc else None,
+        compute_metrics=_metrics_fn(task, dev_ex, dev_enc, labels, cfg, kept, dev_order) if dev_enc else None,
         preprocess_logits_for_metrics=task.reduce_logits,
         callbacks=cbs,
         optimizer_cls_and_kwargs=methods.optimizer_cls_and_kwargs(model, cfg, args),  # None unless LLRD
@@ -183,7 +200,8 @@ def train(
     if dev_enc is not None:  # e.g. calibration on the validation admissions
         dev_preds = kept.get("by_step", {}).get(trainer.state.best_global_step)
         if dev_preds is None:  # evaluated before a resume: predict the dev split once (every rank takes part)
-            dev_preds = task.decode(dev_ex, dev_enc, trainer.predict(dev_enc.dataset).predictions, labels, cfg)
+            raw = restore_order(trainer.predict(trainer.eval_dataset).predictions, dev_order)
+            dev_preds = task.decode(dev_ex, dev_enc, raw, labels, cfg)
         if main:
             metrics.update(task.fit_after_training(out, dev_ex, dev_preds, cfg))
     if main:
@@ -212,8 +230,7 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
     ds = encoded.dataset
     if len(ds) == 0:
         return np.zeros((0,))
-    lengths = np.asarray([len(x) for x in ds["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
+    order = length_order(ds)
     distributed.single_process_as_plain()
     args = TrainingArguments(
         output_dir=str(run.path / ".predict"), per_device_eval_batch_size=batch_size or run.cfg.per_device_eval_batch_size,
@@ -224,10 +241,7 @@ def predict_raw(task: Task, run: Run, encoded: Encoded, batch_size: int | None =
                       processing_class=run.tokenizer, preprocess_logits_for_metrics=task.reduce_logits)
     out = trainer.predict(ds.select(order.tolist()))
     shutil.rmtree(run.path / ".predict", ignore_errors=True)
-    preds = out.predictions
-    restored = np.empty_like(preds)
-    restored[order] = preds
-    return restored
+    return restore_order(out.predictions, order)
 
 
 def check_test_leakage(run: Run, split: str, examples: list[Any], data_dir: str | Path | None = None) -> None:

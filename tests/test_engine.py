@@ -97,3 +97,28 @@ def test_peak_memory_window_resets_and_sees_allocations() -> None:
     again = np.ones(200 * 2**20 // 8)
     assert engine.peak_memory_mb() > after_reset + 150
     del again
+
+
+def test_dev_evaluation_runs_in_length_order_and_decodes_in_feature_order(tmp_path: Path, tiny_encoder: str) -> None:
+    """In-training evaluation sees the dev features longest first (less padding); compute_metrics puts
+    the predictions back in feature order: decoding equals a prediction over the dataset in its order."""
+    from clinical_ft import encoders
+
+    card = load(TaskCard, "tests/fixtures/ncbi_mini.yaml")
+    cfg = TrainConfig(encoder=tiny_encoder, max_length=32, stride=8, per_device_eval_batch_size=3)
+    dev = NER.load_split(card, "validation", "tests/fixtures")
+    labels = NER.label_list(card, dev)
+    enc = NER.encode(encoders.load_tokenizer(tiny_encoder), dev, cfg, labels)
+    order = engine.length_order(enc.dataset)
+    lengths = [len(x) for x in enc.dataset["input_ids"]]
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True) and list(order) != sorted(order)
+    kept: dict = {}
+    common = {"model": NER.build_model(tiny_encoder, labels, cfg), "args": engine.training_arguments(cfg, tmp_path, True, "f1"),
+              "data_collator": NER.collator(encoders.load_tokenizer(tiny_encoder)), "preprocess_logits_for_metrics": NER.reduce_logits}
+    tr = trainer.trainer_class()(**common, eval_dataset=enc.dataset.select(order.tolist()),
+                                 compute_metrics=engine._metrics_fn(NER, dev, enc, labels, cfg, kept, order))
+    kept["trainer"] = tr
+    tr.evaluate()
+    plain = trainer.trainer_class()(**common, eval_dataset=enc.dataset)  # no compute_metrics: predictions as they come
+    in_order = NER.decode(dev, enc, plain.predict(enc.dataset).predictions, labels, cfg)
+    assert kept["by_step"][0] == in_order and len({t for s in in_order for t in s}) > 1  # a random model: mixed tags

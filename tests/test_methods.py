@@ -70,6 +70,22 @@ def test_method_settings_are_validated(tiny_encoder: str) -> None:
         _model(tiny_encoder, method="lora", lora_target_modules=["q_proj"])
 
 
+def test_attention_dropout_sets_every_self_attention_and_is_validated(tiny_encoder: str) -> None:
+    """attention_dropout reaches the dropout that BERT attention hands to SDPA; null keeps the encoder's."""
+    def probs(model: torch.nn.Module) -> list[float]:
+        return [m.dropout.p for m in model.modules() if type(m).__name__ == "BertSelfAttention"]
+
+    model, _ = _model(tiny_encoder)
+    assert probs(model) == [0.1, 0.1]
+    model, _ = _model(tiny_encoder, attention_dropout=0.0)
+    assert probs(model) == [0.0, 0.0] and model.config.attention_probs_dropout_prob == 0.0
+    assert model.bert.encoder.layer[0].attention.output.dropout.p == 0.1  # hidden dropout untouched
+    with pytest.raises(ConfigError, match="attention_dropout: expected a value in"):
+        from_dict(TrainConfig, {"attention_dropout": 1.0}, "cfg.yaml")
+    with pytest.raises(ClinicalFTError, match="no self-attention dropout"):
+        methods.set_attention_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.0)
+
+
 def test_llrd_groups_have_lrs_decayed_by_layer(tiny_encoder: str, tmp_path: Path) -> None:
     model, cfg = _model(tiny_encoder, layerwise_lr_decay=0.5, learning_rate=1e-3)
     assert methods.optimizer_cls_and_kwargs(model, TrainConfig(), None) is None  # no LLRD: Trainer default
