@@ -10,8 +10,7 @@ trains on data rank 0 refused.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import ClinicalFTError
@@ -68,13 +67,3 @@ def on_main_first(fn: Callable[[], T]) -> T:
     if kind == "error":
         raise ClinicalFTError(f"the main process (rank 0) stopped: {value}")
     return value
-
-
-@contextmanager
-def main_process_first() -> Iterator[None]:
-    """The main process runs the block first (e.g. it renames files), the others after it has finished."""
-    if world_size() <= 1:
-        yield
-        return
-    with _state().main_process_first():
-        yield

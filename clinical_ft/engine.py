@@ -109,13 +109,14 @@ def train(
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     elif rundir.checkpoints(out):
         check_resume(out, card, cfg)
-    with distributed.main_process_first():  # rank 0 sets incomplete checkpoints aside before the others look
-        resume_from, set_aside = rundir.resume_point(out, int(os.environ.get("RANK", "0")) == 0)
-    for name in set_aside:
-        log.warning("%s: %s was not saved whole (interrupted during the save): set aside as incomplete-%s",
-                    out / "checkpoints", name, name)
-    if set_aside and resume_from is None:
-        log.warning("no complete checkpoint is left: training starts afresh")
+    # rank 0 sets incomplete checkpoints aside; every rank gets its answer (or its error: no rank waits forever)
+    resume_from, set_aside = distributed.on_main_first(lambda: rundir.resume_point(out, True))
+    if int(os.environ.get("RANK", "0")) == 0:  # said once per job
+        for name in set_aside:
+            log.warning("%s: %s was not saved whole (interrupted during the save): set aside as incomplete-%s",
+                        out / "checkpoints", name, name)
+        if set_aside and resume_from is None:
+            log.warning("no complete checkpoint is left: training starts afresh")
     methods.preflight(cfg)  # e.g. qlora without a GPU: refused before anything loads
     set_seed(cfg.seed)
     tokenizer = encoders.load_tokenizer(cfg.encoder)  # fail fast on an unavailable encoder
