@@ -113,3 +113,46 @@ def test_spark_score_refuses_a_missing_column(spark, run_dir: Path) -> None:  # 
     df = spark.createDataFrame([("1", "text")], "admission_id string, body string")
     with pytest.raises(ClinicalFTError, match=r"no column\(s\) \['text'\]"):
         spark_score.score(df, run_dir)
+
+
+def test_spark_integer_ids_with_a_null_stay_integers(spark, run_dir: Path) -> None:  # noqa: ANN001
+    from clinical_ft.readmission import spark as spark_score
+
+    text = "Patient admitted with chest pain; discharged home on aspirin."
+    df = spark.createDataFrame([(1, text), (None, text), (100001, text)], "hadm long, note string").coalesce(1)
+    got = spark_score.score(df, run_dir, id_col="hadm", text_col="note", threads=1).toPandas()
+    assert list(got["admission_id"]) == ["1", "", "100001"]  # not "1.0" (int with null reaches pandas as float64)
+    assert list(got["reason"].fillna("scored")) == ["scored", "missing id in column 'hadm'", "scored"]
+
+
+def test_each_worker_loads_the_run_once_and_again_after_retraining(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """No Spark: the function mapInPandas runs, on two partitions of two batches each."""
+    import pandas as pd
+
+    from clinical_ft.readmission import spark as spark_score
+
+    calls = []
+    opened = infer.open_run
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args[0])
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(infer, "open_run", counting)
+    monkeypatch.setattr(spark_score, "_RUNS", {})
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    text = "Patient admitted with chest pain; discharged home on aspirin."
+
+    def partition(first: int) -> list[pd.DataFrame]:
+        return [pd.DataFrame({"id": [str(first + 2 * b + i) for i in range(2)], "text": [text] * 2}) for b in range(2)]
+
+    for first in (0, 10):
+        out = list(spark_score.score_batches(iter(partition(first)), str(run), "id", "text", threads=1))
+        assert [len(o) for o in out] == [2, 2] and all(o["reason"].isna().all() for o in out)
+    assert len(calls) == 1
+    model = run / "model.safetensors"
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 10**9))  # retrained in place
+    list(spark_score.score_batches(iter(partition(20)), str(run), "id", "text", threads=1))
+    assert len(calls) == 2

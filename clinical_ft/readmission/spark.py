@@ -5,7 +5,8 @@
     risks.write.parquet("risks.parquet")
 
 :func:`score` is ``DataFrame.mapInPandas``: each executor's Python worker loads the run once (cached
-in this module, keyed by the run directory and options) and scores each Arrow batch of notes through
+in this module, keyed by the run directory, its options and the model files' mtimes, so a run retrained
+in the same session is loaded afresh) and scores each Arrow batch of notes through
 the same path as ``readmission predict`` (notes.row_problem, engine.predict: windows, aggregation,
 calibration, prior shift; infer.risk_fields for the columns). The result has risk.csv's columns
 (numbers as doubles, not rounded) plus ``reason``: null for a scored row; for a row that could not be
@@ -32,7 +33,7 @@ _FLOATS = (*FLOAT_COLUMNS, "aggregation_c", "prevalence")
 SCHEMA = ", ".join(f"{c} {'double' if c in _FLOATS else 'int' if c in _INTS else 'string'}" for c in HEADER) \
     + f", {REASON} string"
 _PANDAS_3 = "PySpark does not yet fully support pandas >= 3"  # pyspark 4.x: a FutureWarning; the path used here is tested
-_RUNS: dict[tuple[str, float | None], tuple[Any, Any]] = {}  # per Python worker: (run, calibrator)
+_RUNS: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # per Python worker: (run, calibrator)
 
 
 def _quiet_pandas_3() -> None:
@@ -41,8 +42,9 @@ def _quiet_pandas_3() -> None:
 
 
 def _cached_run(run_dir: str, prevalence: float | None, threads: int | None) -> tuple[Any, Any]:
-    """The run and its calibrator, loaded once per Python worker process."""
-    key = (run_dir, prevalence)
+    """The run and its calibrator, loaded once per Python worker process (again when the model file changed)."""
+    files = [Path(run_dir) / n for n in ("model.safetensors", "model.safetensors.index.json", "run.yaml")]
+    key = (run_dir, prevalence, threads, *(f.stat().st_mtime_ns if f.exists() else None for f in files))
     if key not in _RUNS:
         if threads:
             import torch
@@ -130,4 +132,8 @@ def score(df: Any, run_dir: str | Path, *, id_col: str = "admission_id", text_co
         return score_batches(batches, run_dir, id_col, text_col, prevalence=prevalence, batch_size=batch_size,
                              threads=threads)
 
-    return df.select(id_col, text_col).mapInPandas(fn, SCHEMA)
+    from pyspark.sql import functions as F
+
+    # as text on the driver: an integer id column with a null reaches pandas as float64 ("1.0" otherwise)
+    cols = [F.col(c).cast("string").alias(c) for c in (id_col, text_col)]
+    return df.select(*cols).mapInPandas(fn, SCHEMA)
