@@ -104,3 +104,21 @@ def test_a_missing_head_is_fitted_once_on_the_frozen_encoder_and_cached(tiny_enc
     again, _ = forgetting.fit_head(tiny_encoder, texts, tmp_path / "head", steps=40, batch_tokens=64,
                                    learning_rate=1e-2, max_length=32)  # from the cache
     assert torch.equal(again.cls.predictions.transform.dense.weight, model.cls.predictions.transform.dense.weight)
+
+
+def test_other_texts_of_the_same_count_and_length_refit_the_head(tiny_encoder: str, tmp_path: Path) -> None:
+    import json
+
+    texts = TEXT * 4
+    other = [t[::-1] for t in texts]  # same number of texts, same characters per text, other content
+    assert [len(t) for t in other] == [len(t) for t in texts] and other != texts
+    settings = {"steps": 20, "batch_tokens": 64, "learning_rate": 1e-2, "max_length": 32}
+    first, _ = forgetting.fit_head(tiny_encoder, texts, tmp_path / "head", **settings)
+    key = json.loads((tmp_path / "head" / "key.json").read_text())
+    refit, _ = forgetting.fit_head(tiny_encoder, other, tmp_path / "head", **settings)
+    assert json.loads((tmp_path / "head" / "key.json").read_text())["sha256"] != key["sha256"]
+    w = "cls.predictions.transform.dense.weight"
+    assert not torch.equal(refit.get_parameter(w), first.get_parameter(w))
+    assert not (tmp_path / "head" / (forgetting.HEAD_FILE + ".tmp")).exists()
+    again, _ = forgetting.fit_head(tiny_encoder, other, tmp_path / "head", **settings)  # the refitted head, cached
+    assert torch.equal(again.get_parameter(w), refit.get_parameter(w))

@@ -11,13 +11,14 @@ dropped: the held-out text never uses them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from .. import encoders
-from ..atomic import write_json
+from ..atomic import atomic_path, write_json
 from ..errors import ClinicalFTError
 
 log = logging.getLogger("clinical_ft.pretrain")
@@ -90,7 +91,10 @@ def fit_head(encoder: str, texts: list[str], cache: str | Path, *, steps: int = 
         p.requires_grad_(False)
     if own:
         return model.eval(), "the encoder's own MLM head"
-    key = {"encoder": encoders.resolve(encoder), "texts": len(texts), "chars": sum(map(len, texts)), "steps": steps,
+    digest = hashlib.sha256()
+    for t in texts:  # length-prefixed: ["ab", "c"] and ["a", "bc"] differ
+        digest.update(f"{len(t)}:".encode() + t.encode())
+    key = {"encoder": encoders.resolve(encoder), "texts": len(texts), "sha256": digest.hexdigest(), "steps": steps,
            "batch_tokens": batch_tokens, "learning_rate": learning_rate, "max_length": max_length, "seed": seed}
     cache = Path(cache)
     head = [(n, p) for n, p in model.named_parameters()
@@ -128,7 +132,9 @@ def fit_head(encoder: str, texts: list[str], cache: str | Path, *, steps: int = 
     for _, p in head:
         p.requires_grad_(False)
     cache.mkdir(parents=True, exist_ok=True)
-    torch.save({n: p.detach() for n, p in head}, cache / HEAD_FILE)
+    (cache / "key.json").unlink(missing_ok=True)  # no key over a half-replaced head
+    with atomic_path(cache / HEAD_FILE) as tmp:
+        torch.save({n: p.detach() for n, p in head}, tmp)
     write_json(cache / "key.json", key)
     log.info("MLM head fitted in %d steps: batch loss %s", steps, f"{losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "-")
     return model.eval(), note
