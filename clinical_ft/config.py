@@ -125,7 +125,7 @@ class TrainConfig:
     attention_dropout: float | None = None
 
     def check(self, ok: Ok) -> list[str]:
-        """Ranges, and combinations of the fine-tuning method fields (see clinical_ft/methods.py)."""
+        """Ranges, and combinations of the fine-tuning method fields (see clinical_ft/methods/)."""
         problems = []
         floats = ("learning_rate", "weight_decay", "warmup_ratio", "num_train_epochs", "aggregation_c", "lora_dropout",
                   "layerwise_lr_decay", "attention_dropout")

@@ -25,7 +25,7 @@ _LOAD_OPTIONS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Conte
 @contextlib.contextmanager
 def load_options(**kwargs: Any) -> Iterator[None]:
     """Extra ``from_pretrained`` arguments for every `load_model` inside the block (e.g. a
-    ``quantization_config`` for methods.qlora), whatever task builds the model."""
+    ``quantization_config`` for ``method: qlora``, see methods.loading), whatever task builds the model."""
     token = _LOAD_OPTIONS.set({**(_LOAD_OPTIONS.get() or {}), **kwargs})
     try:
         yield
