@@ -18,6 +18,8 @@ from .yamlio import dump_yaml, parse_overrides, read_yaml  # noqa: F401  (public
 Ok = Callable[..., bool]  # ok(*keys): none of the keys already has a problem
 
 TASK_KINDS = ("ner", "relation", "qa", "readmission")  # registry.py maps each to its Task
+IA3_DEFAULT_TARGETS = ("key", "value", "output.dense")  # method=ia3 without ia3_target_modules (peft's BERT mapping)
+IA3_DEFAULT_FEEDFORWARD = ("output.dense",)  # ... and without ia3_feedforward_modules: those scale their input
 
 
 @dataclass
@@ -191,7 +193,7 @@ class TrainConfig:
             problems.append(f"num_virtual_tokens: expected a positive integer, found {self.num_virtual_tokens}")
         if ok("ia3_target_modules") and self.ia3_target_modules is not None and not self.ia3_target_modules:
             problems.append("ia3_target_modules: expected module names such as [key, value, output.dense], found an empty list")
-        targets = self.ia3_target_modules or ["key", "value", "output.dense"]
+        targets = self.ia3_target_modules or list(IA3_DEFAULT_TARGETS)
         extra = [m for m in self.ia3_feedforward_modules or [] if m not in targets]
         if ok("ia3_target_modules", "ia3_feedforward_modules") and extra:
             problems.append(f"ia3_feedforward_modules: {extra} are not in ia3_target_modules {targets}")

@@ -32,7 +32,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import IA3_DEFAULT_TARGETS, TrainConfig
 from ..errors import ClinicalFTError
 from . import peft_methods, prompt
 from .freeze import (
@@ -106,7 +106,7 @@ def describe(cfg: TrainConfig) -> str:
         text = (f"{cfg.method}(r={cfg.lora_r}, alpha={cfg.lora_alpha}, dropout={cfg.lora_dropout}, "
                 f"{'+'.join(cfg.lora_target_modules)})")
     elif cfg.method == "ia3":
-        text = f"ia3({'+'.join(cfg.ia3_target_modules or peft_methods.IA3_DEFAULT[0])})"
+        text = f"ia3({'+'.join(cfg.ia3_target_modules or IA3_DEFAULT_TARGETS)})"
     elif cfg.method in prompt.METHODS:
         text = f"{cfg.method}({prompt.virtual_tokens(cfg)} virtual tokens)"
     else:

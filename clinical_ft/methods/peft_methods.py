@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import encoders
-from ..config import TrainConfig
+from ..config import IA3_DEFAULT_FEEDFORWARD, IA3_DEFAULT_TARGETS, TrainConfig
 from ..errors import ClinicalFTError
 from .freeze import encoder_of, head_names, new_token_ids, train_new_rows
 
 _PEFT_TASK_TYPES = (("ForTokenClassification", "TOKEN_CLS"), ("ForSequenceClassification", "SEQ_CLS"),
                     ("ForQuestionAnswering", "QUESTION_ANS"))
-IA3_DEFAULT = (["key", "value", "output.dense"], ["output.dense"])  # peft's own BERT mapping
 
 
 def _peft() -> Any:
@@ -95,8 +94,8 @@ def apply(model: Any, cfg: TrainConfig) -> Any:
     encoder = encoder_of(model)
     head = head_names(model, encoder) or None
     if cfg.method == "ia3":
-        targets, feedforward = cfg.ia3_target_modules or IA3_DEFAULT[0], cfg.ia3_feedforward_modules
-        feedforward = feedforward if feedforward is not None else [m for m in IA3_DEFAULT[1] if m in targets]
+        targets, feedforward = cfg.ia3_target_modules or list(IA3_DEFAULT_TARGETS), cfg.ia3_feedforward_modules
+        feedforward = feedforward if feedforward is not None else [m for m in IA3_DEFAULT_FEEDFORWARD if m in targets]
         _check_targets("ia3_target_modules", targets, encoder)
         ids = new_token_ids(model)
         if ids:  # IA3 has no trainable_token_indices: the added rows train beside it
