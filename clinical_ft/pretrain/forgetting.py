@@ -28,20 +28,27 @@ HEAD_FILE = "mlm_head.pt"
 def masked_batch(tokenizer: Any, texts: list[str], max_length: int = 128, fraction: float = 0.15,
                  seed: int = 0) -> dict[str, Any]:
     """Tokenise `texts` (truncated to `max_length`) and replace a seeded `fraction` of the non-special
-    tokens (at least one per text) by the mask token; ``labels`` hold the original ids there, -100 elsewhere."""
-    import torch
+    tokens (at least one per text) by the mask token; ``labels`` hold the original ids there, -100 elsewhere.
 
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
-                    return_special_tokens_mask=True)
-    special = enc.pop("special_tokens_mask").bool() | ~enc["attention_mask"].bool()
+    The draw is transformers' DataCollatorForLanguageModeling with a seed (every chosen token becomes the
+    mask token); a text it left without one gets one seeded token masked afterwards."""
+    import torch
+    from transformers import DataCollatorForLanguageModeling
+
+    enc = tokenizer(texts, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+    rows = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
+    special = tokenizer.pad(rows, return_tensors="pt")["special_tokens_mask"].bool()  # padding counts as special
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=fraction, mask_replace_prob=1.0,
+                                              random_replace_prob=0.0, seed=seed)
+    batch = dict(collate(rows))
     gen = torch.Generator().manual_seed(seed)
-    draw = torch.rand(enc["input_ids"].shape, generator=gen)
-    draw[special] = 2.0
-    chosen = draw < fraction
-    chosen[torch.arange(len(texts)), draw.argmin(1)] = True  # at least one masked token per text
-    enc["labels"] = torch.where(chosen, enc["input_ids"], torch.full_like(enc["input_ids"], -100))
-    enc["input_ids"] = torch.where(chosen, torch.full_like(enc["input_ids"], tokenizer.mask_token_id), enc["input_ids"])
-    return dict(enc)
+    for i in (~(batch["labels"] != -100).any(1)).nonzero().flatten().tolist():  # texts with no masked token
+        words = (~special[i]).nonzero().flatten()
+        if len(words):
+            j = int(words[torch.randint(len(words), (1,), generator=gen)])
+            batch["labels"][i, j] = int(batch["input_ids"][i, j])
+            batch["input_ids"][i, j] = tokenizer.mask_token_id
+    return batch
 
 
 def mlm_loss(model: Any, batch: dict[str, Any], batch_size: int = 16) -> float:
