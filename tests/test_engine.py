@@ -122,3 +122,22 @@ def test_dev_evaluation_runs_in_length_order_and_decodes_in_feature_order(tmp_pa
     plain = trainer.trainer_class()(**common, eval_dataset=enc.dataset)  # no compute_metrics: predictions as they come
     in_order = NER.decode(dev, enc, plain.predict(enc.dataset).predictions, labels, cfg)
     assert kept["by_step"][0] == in_order and len({t for s in in_order for t in s}) > 1  # a random model: mixed tags
+
+
+def test_in_training_dev_metrics_equal_evaluate_on_the_saved_model(tmp_path: Path, tiny_encoder: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine.train scores dev in length order (restored before decoding); `evaluate --split validation`
+    on the saved run scores it in dataset order through predict: the same decoded predictions and metrics."""
+    card = load(TaskCard, "tests/fixtures/ncbi_mini.yaml")
+    cfg = TrainConfig(encoder=tiny_encoder, max_length=32, stride=8, max_steps=3, per_device_train_batch_size=4,
+                      per_device_eval_batch_size=3, eval_strategy="epoch", early_stopping_patience=0)
+    scored, score = [], NER.score
+    monkeypatch.setattr(NER, "score", lambda ex, preds, labels: scored.append(preds) or score(ex, preds, labels))
+    metrics = engine.train(NER, card, cfg, tmp_path / "run", data_dir="tests/fixtures")
+    assert scored  # the dev evaluations during training (through compute_metrics, in length order)
+    run = engine.load_run(NER, tmp_path / "run")
+    again = engine.evaluate(NER, run, "validation", "tests/fixtures")
+    saved = engine.read_predictions(engine.predictions_path(run.path, "validation"))
+    assert saved in scored and len({t for p in saved for t in p}) > 1  # the kept model's; mixed tags: not all-O
+    for key in ("precision", "recall", "f1"):
+        assert metrics["validation"][key] == pytest.approx(again[key]), key
