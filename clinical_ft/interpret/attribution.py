@@ -100,7 +100,7 @@ class Attribution:
         return abs(self.delta) / diff if diff > 0 else float("inf")
 
 
-START_STEPS = 8  # integration steps of the first round
+START_STEPS = 4  # integration steps of the first round
 TOLERANCE = 0.05  # default: |delta| <= 5% of |f(x) - f(baseline)|
 ABS_TOLERANCE = 1e-4  # |delta| below this counts as converged whatever f(x) - f(baseline) is
 TOKENS_PER_BATCH = 4096  # interpolation steps per forward/backward: batch * T <= this
