@@ -133,10 +133,10 @@ def child(case: str, threads: int, model_run: str | None) -> dict:
     return out
 
 
-def faith_child(kind: str, path: str, n: int) -> dict:
+def faith_child(kind: str, path: str, n: int, top: int) -> dict:
     import explain_faith
 
-    return explain_faith.demo_rows(path, n) if kind == "demo" else explain_faith.ncbi_rows(path, n)
+    return explain_faith.demo_rows(path, n, top) if kind == "demo" else explain_faith.ncbi_rows(path, n)
 
 
 def _sub(args: list[str], threads: int) -> dict:
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--demo-run", help="folder of `python -m clinical_ft.readmission demo --out DIR`")
     p.add_argument("--demo-notes", type=int, default=20)
+    p.add_argument("--demo-top", type=int, default=2, help="windows explained per demo admission")
     p.add_argument("--ncbi-run", help="a trained NCBI-disease NER run")
     p.add_argument("--ncbi-sentences", type=int, default=50)
     p.add_argument("--speed-model", help="run folder of a trained readmission model for the speed cases (default: "
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        res = child(args.case, args.threads, args.speed_model) if args.case else faith_child(args.faith[0], args.faith[1], int(args.faith[2]))
+        res = child(args.case, args.threads, args.speed_model) if args.case else faith_child(args.faith[0], args.faith[1], int(args.faith[2]),
+                                                                                  args.demo_top)
         print(json.dumps(res))
         return 0
     info = {"date": now_utc(), "machine": machine(), "encoder": "bundled MiniLM-L6 (6 layers, 12 heads, hidden 384)",
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                                   args.threads))
         print(json.dumps({k: v for k, v in info["speed"][-1].items() if k not in ("explained",)}), flush=True)
     if args.demo_run:
-        info["faithfulness"]["demo"] = _sub(["--faith", "demo", args.demo_run, str(args.demo_notes)], args.threads)
+        info["faithfulness"]["demo"] = _sub(["--faith", "demo", args.demo_run, str(args.demo_notes),
+                                             "--demo-top", str(args.demo_top)], args.threads)
     if args.ncbi_run:
         info["faithfulness"]["ncbi"] = _sub(["--faith", "ncbi", args.ncbi_run, str(args.ncbi_sentences)], args.threads)
     info["loadavg_after"] = list(os.getloadavg())
