@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,8 @@ def _coverage(run: Any, notes: list[tuple[str, str]], shares_fn: Any) -> dict[st
 def ncbi_rows(run_dir: str, n_sentences: int) -> dict[str, Any]:
     """Faithfulness and IG convergence for the first predicted entity of `n_sentences` NCBI test sentences."""
     from clinical_ft import engine
+    from clinical_ft.interpret.attention import attention_maps, forward_with_attentions
     from clinical_ft.interpret.attribution import integrated_gradients, token_logit, token_prob
-    from clinical_ft.interpret.core import attention_views
     from clinical_ft.interpret.trust import window_faithfulness
     from clinical_ft.ner.conll import read_conll
     from clinical_ft.ner.explain import predict_entities
@@ -73,7 +74,6 @@ def ncbi_rows(run_dir: str, n_sentences: int) -> dict[str, Any]:
     run.model.eval()
     sentences, _ = read_conll(data_root() / "ncbi_disease" / "test.tsv")
     rows, seen, start = [], 0, time.perf_counter()
-    folder = Path(run_dir) / "bench_png"
     for s in sentences:
         if len(rows) >= n_sentences:
             break
@@ -84,11 +84,11 @@ def ncbi_rows(run_dir: str, n_sentences: int) -> dict[str, Any]:
             continue
         e = ents[0]
         win = windows[e["window"]]
-        views, _, _ = attention_views(run.model, run.tokenizer, [win], {0: {"e": e["position"]}}, png_folder=folder,
-                                      doc_name=f"s{seen}", embed=set())
+        maps = attention_maps(forward_with_attentions(run.model, win.input_ids, win.token_type_ids)[1])
+        view = SimpleNamespace(raw={"e": np.stack([maps[-2, e["position"]], maps[-1, e["position"]]])})  # as in reports
         a = integrated_gradients(run.model, run.tokenizer, win.input_ids, token_logit(e["position"], e["label"]),
                                  token_type_ids=win.token_type_ids)
-        res = window_faithfulness(run.model, run.tokenizer, win, token_prob(e["position"], e["label"]), views[0], "e",
+        res = window_faithfulness(run.model, run.tokenizer, win, token_prob(e["position"], e["label"]), view, "e",
                                   a.scores)
         rows.append({"sentence": seen, "tokens": len(win.input_ids),
                      "ig": {"steps": a.n_steps, "delta": a.delta, "converged": a.converged,
