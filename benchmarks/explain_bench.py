@@ -133,10 +133,11 @@ def child(case: str, threads: int, model_run: str | None) -> dict:
     return out
 
 
-def faith_child(kind: str, path: str, n: int, top: int) -> dict:
+def faith_child(kind: str, path: str, n: int, args: argparse.Namespace) -> dict:
     import explain_faith
 
-    return explain_faith.demo_rows(path, n, top) if kind == "demo" else explain_faith.ncbi_rows(path, n)
+    return (explain_faith.demo_rows(path, n, args.demo_top) if kind == "demo"
+            else explain_faith.ncbi_rows(path, n, args.ncbi_start))
 
 
 def _sub(args: list[str], threads: int) -> dict:
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo-top", type=int, default=2, help="windows explained per demo admission")
     p.add_argument("--ncbi-run", help="a trained NCBI-disease NER run")
     p.add_argument("--ncbi-sentences", type=int, default=50)
+    p.add_argument("--ncbi-start", type=int, default=0, help="first NCBI test sentence read")
     p.add_argument("--speed-model", help="run folder of a trained readmission model for the speed cases (default: "
                    "MiniLM with a random head, whose f(x) - f(baseline) is near 0)")
     p.add_argument("--case", help=argparse.SUPPRESS)
@@ -167,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        res = child(args.case, args.threads, args.speed_model) if args.case else faith_child(args.faith[0], args.faith[1], int(args.faith[2]),
-                                                                                  args.demo_top)
+        res = child(args.case, args.threads, args.speed_model) if args.case else faith_child(args.faith[0], args.faith[1], int(args.faith[2]), args)
         print(json.dumps(res))
         return 0
     info = {"date": now_utc(), "machine": machine(), "encoder": "bundled MiniLM-L6 (6 layers, 12 heads, hidden 384)",
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         info["faithfulness"]["demo"] = _sub(["--faith", "demo", args.demo_run, str(args.demo_notes),
                                              "--demo-top", str(args.demo_top)], args.threads)
     if args.ncbi_run:
-        info["faithfulness"]["ncbi"] = _sub(["--faith", "ncbi", args.ncbi_run, str(args.ncbi_sentences)], args.threads)
+        info["faithfulness"]["ncbi"] = _sub(["--faith", "ncbi", args.ncbi_run, str(args.ncbi_sentences),
+                                             "--ncbi-start", str(args.ncbi_start)], args.threads)
     info["loadavg_after"] = list(os.getloadavg())
     write_json(Path(args.out + ".json"), info)
     import explain_faith
