@@ -4,8 +4,8 @@ Speed cases (public MTSamples transcriptions, ../shared/data/mtsamples_subset; r
 head: speed only), each in its own process so its peak RSS is its own, the reference (plain SDPA
 prediction of the same input) measured in the same process:
 
-- ``chunk512``: one 510-token window: predict (median of 3) alternating with integrated gradients
-  alone (median of 2; adaptive Gauss-Legendre, 4 steps doubled up to 50 until |delta| <= 5% of
+- ``chunk512``: one 510-token window: predict (median of 5) alternating with integrated gradients
+  alone (median of 4; adaptive Gauss-Legendre, 4 steps doubled up to 50 until |delta| <= 5% of
   |f(x) - f(baseline)|), then attention alone, faithfulness alone and the whole ``explain_notes``;
 - ``note5000``: a 5,000-token note; ``words20000``: a 20,000-word note: predict (batches of 16
   windows), then the whole ``explain_notes`` (top-2 windows attributed).
@@ -103,15 +103,16 @@ def child(case: str, threads: int, model_run: str | None) -> dict:
                 mask = torch.tensor([[1] * len(w.input_ids) + [0] * (MAX_LENGTH - len(w.input_ids)) for w in block])
                 torch.softmax(model(input_ids=ids, attention_mask=mask).logits, -1)
 
-    predict()  # warm-up: one-off costs stay out of every timing
+    predict()  # warm-up: one-off costs (also of the first backward pass) stay out of every timing
+    integrated_gradients(model, tok, windows[0].input_ids, class_log_odds(1), n_steps=1, start_steps=1)
     out = {"case": case, "windows": len(windows), "tokens": sum(len(w.input_ids) for w in windows),
            "words": len(text.split()), "torch_threads": torch.get_num_threads(), "loadavg_1min": os.getloadavg()[0]}
     preds, igs = [], []
     if case == "chunk512":
         win = windows[0]
-        for turn in range(3):  # alternate the reference and IG: same load for both
+        for turn in range(5):  # alternate the reference and IG: same load for both
             preds.append(_timed(predict)[0])
-            if turn < 2:
+            if turn < 4:
                 t, a = _timed(integrated_gradients, model, tok, win.input_ids, class_log_odds(1))
                 igs.append(t)
         out["ig_s"], out["ig_ratio"] = statistics.median(igs), statistics.median(igs) / statistics.median(preds)
