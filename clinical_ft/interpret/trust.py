@@ -4,7 +4,6 @@ attention, attention rollout and a random ranking for the same target."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -76,9 +75,9 @@ def faithfulness_html(results: dict[str, Faithfulness], what: str, where: str = 
     for name in (IG, ATTENTION):
         f = results.get(name)
         if f is not None and rnd is not None:
-            said.append(f"removing the tokens {esc(name)} ranks highest lowers {esc(what)} by {f.comprehensiveness:.3f} "
-                        f"on average (random tokens: {rnd.comprehensiveness:.3f}); keeping only them lowers it by "
-                        f"{f.sufficiency:.3f} (random: {rnd.sufficiency:.3f})")
+            said.append(f"removing the tokens {esc(name)} ranks highest changes {esc(what)} by {-f.comprehensiveness:+.3f} "
+                        f"on average (random tokens: {-rnd.comprehensiveness:+.3f}); keeping only them changes it by "
+                        f"{-f.sufficiency:+.3f} (random: {-rnd.sufficiency:+.3f})")
     sentence = ("; ".join(said)[:1].upper() + "; ".join(said)[1:] + ". ") if said else ""
     verdict = (f"The model's behaviour supports <b>{esc(best)}</b> best here (largest comprehensiveness minus "
                f"sufficiency)" + ("; no better than random." if best == RANDOM else "."))
@@ -103,8 +102,3 @@ def convergence_html(a: Attribution, where: str = "") -> str:
             f"{abs(diff):.3g} after {a.n_steps} steps (tolerance {100 * a.tolerance:.0f}%; {tried}). The attributions "
             "do not add up to the output difference: read them with caution, or rerun with more --n-steps.</p>")
 
-
-def summary_rows(results: Sequence[tuple[str, dict[str, Faithfulness]]]) -> list[dict[str, Any]]:
-    """Flat rows (where, ranking, comprehensiveness, sufficiency) for benchmarks and JSON."""
-    return [{"where": w, "ranking": k, "comprehensiveness": f.comprehensiveness, "sufficiency": f.sufficiency}
-            for w, res in results for k, f in res.items()]
