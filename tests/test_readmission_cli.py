@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -177,11 +178,14 @@ def test_module_entry_point() -> None:
 
 @pytest.mark.slow
 def test_demo_on_the_bundled_minilm(tmp_path: Path) -> None:
-    rc = main(["demo", "--out", str(tmp_path / "demo"), "--patients", "50", "--words", "150", "--max-steps", "8",
-               "--no-attributions"])
+    rc = main(["demo", "--out", str(tmp_path / "demo"), "--patients", "50", "--words", "150", "--max-steps", "8"])
     assert rc == 0
     _assert_both_classes_scored(tmp_path / "demo" / "run" / "eval_test.json")
-    assert (tmp_path / "demo" / "report.html").read_text().startswith("<!")
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert html.startswith("<!") and 'class="strip"' in html and "Faithfulness of window" in html
+    data = [json.loads(d) for d in re.findall(r'<script type="application/json" class="data">(.*?)</script>', html, re.S)]
+    assert len(data) == 2 and all(any(s for s in d["targets"][0]["scores"]) for d in data)  # IG attributions, both notes
+    assert "integrated gradients of window" in html.lower() or "Integrated gradients of window" in html
 
 
 def test_predict_writes_calibrated_risks_beside_the_scores_and_a_drift_summary(

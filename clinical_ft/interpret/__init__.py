@@ -8,7 +8,11 @@ Task protocol's ``explain_section`` hook.
   selectors for sequence classification, token classification and extractive QA (start/end logits).
 - :mod:`.attention`: eager attention only while attentions are needed; rollout; pooled maps.
 - :mod:`.core`, :mod:`.html`, :mod:`.textmap`, :mod:`.heatmap`: report pieces, text mapping, PNGs.
-- :func:`explain_notes`: any sequence classifier on long notes (readmission), window by window.
+- :mod:`.faithfulness`: AOPC comprehensiveness / sufficiency of any token ranking (task-agnostic).
+- :mod:`.trust`: per explained window, IG convergence and the faithfulness of IG, attention,
+  rollout and random; :mod:`.window_view`: the window ranking strip of long notes.
+- :func:`explain_notes`: any sequence classifier on long notes (readmission), windows ranked by
+  their share of the aggregated score (clinical_ft.aggregation), then words in the top windows.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ scalar to the input tokens. Selectors for each task kind:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,21 +54,56 @@ def span_logits(start: int, end: int) -> Selector:
     return lambda out: out.start_logits[:, start] + out.end_logits[:, end]
 
 
+def class_prob(label: int) -> Selector:
+    """Softmax probability of class `label` (the score faithfulness is measured on)."""
+    return lambda out: out.logits.float().softmax(-1)[:, label]
+
+
+def token_prob(position: int, label: int) -> Selector:
+    """Softmax probability of `label` at token `position` of a token classifier."""
+    return lambda out: out.logits.float().softmax(-1)[:, position, label]
+
+
+def span_prob(start: int, end: int) -> Selector:
+    """Extractive QA: p(start) * p(end) over the window's tokens."""
+    return lambda out: out.start_logits.float().softmax(-1)[:, start] * out.end_logits.float().softmax(-1)[:, end]
+
+
 @dataclass
 class Attribution:
     """Per-token attributions of one target on one sequence.
 
     Attributes:
         scores: (T,) attribution per token (embedding dimensions summed).
-        delta: captum's convergence delta, ``sum(scores) - (f(input) - f(baseline))``.
+        delta: convergence delta, ``sum(scores) - (f(input) - f(baseline))``.
         value: f(input), the explained target value.
         baseline_value: f(baseline).
+        n_steps: integration steps of the returned scores.
+        converged: ``|delta| <= tolerance * |value - baseline_value|`` (or below an absolute ``atol``).
+        tolerance: the relative tolerance it was checked against.
+        rounds: (steps, delta, seconds) of every round tried, the returned one last.
     """
 
     scores: np.ndarray
     delta: float
     value: float
     baseline_value: float
+    n_steps: int = 0
+    converged: bool = True
+    tolerance: float = 0.0
+    rounds: list[tuple[int, float, float]] = field(default_factory=list)
+
+    @property
+    def relative_delta(self) -> float:
+        """|delta| / |f(x) - f(baseline)| (inf when the difference is 0)."""
+        diff = abs(self.value - self.baseline_value)
+        return abs(self.delta) / diff if diff > 0 else float("inf")
+
+
+START_STEPS = 4  # integration steps of the first round
+TOLERANCE = 0.05  # default: |delta| <= 5% of |f(x) - f(baseline)|
+ABS_TOLERANCE = 1e-4  # |delta| below this counts as converged whatever f(x) - f(baseline) is
+TOKENS_PER_BATCH = 4096  # interpolation steps per forward/backward: batch * T <= this
 
 
 def baseline_ids(input_ids: list[int], tokenizer: Any) -> list[int]:
@@ -124,10 +160,20 @@ def integrated_gradients(
     *,
     token_type_ids: list[int] | None = None,
     extra_inputs: dict[str, Any] | None = None,
-    n_steps: int = 50,
-    internal_batch_size: int = 10,
+    n_steps: int = 64,
+    start_steps: int = START_STEPS,
+    tolerance: float = TOLERANCE,
+    atol: float = ABS_TOLERANCE,
+    internal_batch_size: int | None = None,
+    method: str = "gausslegendre",
 ) -> Attribution:
-    """Attribute `selector(model(input))` to the input tokens with LayerIntegratedGradients.
+    """Attribute `selector(model(input))` to the input tokens with LayerIntegratedGradients,
+    adding steps until the attributions are complete enough.
+
+    Starts with `start_steps` and doubles them while ``|delta| > tolerance * |f(x) - f(baseline)|``
+    (and ``|delta| > atol``), up to `n_steps`; an attribution that never gets there is
+    returned with ``converged=False``. Parameters need no gradients (frozen for the call), so each
+    backward computes input gradients only; f(x) and f(baseline) come from one forward of two rows.
 
     Args:
         model: a transformers model (any head); its attention implementation is left as is.
@@ -138,8 +184,12 @@ def integrated_gradients(
         extra_inputs: further model keyword arguments, each a tensor with a leading batch axis of
             size 1, expanded to every interpolation batch (e.g. the relation head's
             ``entity_positions`` of shape (1, 2)); they are held fixed, not attributed.
-        n_steps: integration steps (captum's Gauss-Legendre rule).
-        internal_batch_size: interpolation steps per forward pass (bounds memory).
+        n_steps: most integration steps (the last round uses at most this many).
+        start_steps: integration steps of the first round (at most `n_steps`).
+        tolerance: relative completeness tolerance (see above).
+        atol: absolute tolerance, for targets that hardly move from the baseline.
+        internal_batch_size: interpolation steps per forward/backward (default: ``TOKENS_PER_BATCH // T``).
+        method: captum's quadrature (``gausslegendre``, ``riemann_trapezoid``, ...).
 
     Returns:
         An :class:`Attribution`; ``scores.sum() - (value - baseline_value) == delta``.
@@ -147,24 +197,37 @@ def integrated_gradients(
     import torch
     from captum.attr import LayerIntegratedGradients
 
+    if n_steps < 1:
+        raise ValueError(f"expected n_steps >= 1, found {n_steps}")
     dev = model.device
     ids = torch.tensor([input_ids], device=dev)
     base = torch.tensor([baseline_ids(input_ids, tokenizer)], device=dev)
     types = torch.tensor([token_type_ids if token_type_ids is not None else [0] * len(input_ids)], device=dev)
     mask = torch.ones_like(ids)
     extra = batch_inputs(extra_inputs, dev)
+    batch = internal_batch_size or max(1, TOKENS_PER_BATCH // len(input_ids))
 
     def forward(inp: Any, tt: Any, am: Any) -> Any:
         n = inp.shape[0]
         more = {k: v.expand(n, *v.shape[1:]) for k, v in extra.items()}
         return selector(model(input_ids=inp, token_type_ids=tt.expand(n, -1), attention_mask=am.expand(n, -1), **more))
 
+    rounds: list[tuple[int, float, float]] = []
     with _frozen(model):
-        lig = LayerIntegratedGradients(forward, embedding_layer(model))
-        attr, delta = lig.attribute(ids, baselines=base, additional_forward_args=(types, mask), n_steps=n_steps,
-                                    internal_batch_size=internal_batch_size, return_convergence_delta=True)
         with torch.no_grad():
-            value = float(forward(ids, types, mask)[0])
-            base_value = float(forward(base, types, mask)[0])
-    scores = attr.sum(dim=-1)[0].detach().double().cpu().numpy()
-    return Attribution(scores, float(delta[0]), value, base_value)
+            value, base_value = (float(v) for v in forward(torch.cat([ids, base]), types, mask))
+        diff = value - base_value
+        lig = LayerIntegratedGradients(forward, embedding_layer(model))
+        steps = max(1, min(start_steps, n_steps))
+        while True:
+            t0 = time.perf_counter()
+            attr = lig.attribute(ids, baselines=base, additional_forward_args=(types, mask), n_steps=steps,
+                                 method=method, internal_batch_size=min(batch, steps))
+            scores = attr.sum(dim=-1)[0].detach().double().cpu().numpy()
+            delta = float(scores.sum() - diff)
+            rounds.append((steps, delta, time.perf_counter() - t0))
+            converged = abs(delta) <= max(tolerance * abs(diff), atol)
+            if converged or steps >= n_steps:
+                break
+            steps = min(2 * steps, n_steps)
+    return Attribution(scores, delta, value, base_value, steps, converged, tolerance, rounds)

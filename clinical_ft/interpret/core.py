@@ -62,6 +62,7 @@ def attention_views(
         if k == 0:
             bins = pool_bins(len(windows), n_layers * (n_heads + 1) + 1, t, budget_bytes)
         maps = attention_maps(att)  # (n_maps, T, T)
+        raw = {name: np.stack([maps[-2, p], maps[-1, p]]) for name, p in queries.get(k, {}).items()}
         content = np.zeros(t, dtype=bool)
         content[win.content_positions] = True
         rows = {name: b64(quantize(maps[:, p, :], axis=-1, mask=content if content.any() else None))
@@ -69,7 +70,7 @@ def attention_views(
         pooled = quantize(pool(maps, min(bins, t)), axis=(1, 2))
         del att
         views.append(ChunkView(numbers[k], win.char_start, win.char_end, t, None if probs is None else probs[k],
-                               min(bins, t), b64(pooled), rows))
+                               min(bins, t), b64(pooled), rows, raw))
         labels = tokenizer.convert_ids_to_tokens(win.input_ids)
         png = heatmap_png([("rollout", maps[-1]), (f"layer {n_layers}, mean of heads", maps[-2])], labels,
                           f"chunk {numbers[k] + 1} of {total} ({t} tokens)")
@@ -111,9 +112,11 @@ def attribution_words(tokens: Sequence[TokenRef], scores: dict[int, np.ndarray],
 
 def attribute(target: TargetView, model: Any, tokenizer: Any, win: Window, selector: Selector,
               tokens: Sequence[TokenRef], spans: Sequence[tuple[int, int]], *, n_steps: int = 50,
-              extra_inputs: dict[str, Any] | None = None) -> list[tuple[int, int, float]]:
+              extra_inputs: dict[str, Any] | None = None, view: ChunkView | None = None,
+              prob: Selector | None = None, what: str = "p") -> list[tuple[int, int, float]]:
     """Integrated gradients of `selector` on one window (window 0 of `tokens`), merged into words;
-    fills `target`'s colours and convergence details.
+    fills `target`'s colours, convergence details and, with `prob` (the target as a probability),
+    the faithfulness of integrated gradients, attention of ``target.query`` (from `view`) and random.
 
     Returns:
         (start, end, score) per attributed word of the shown text.
@@ -123,7 +126,40 @@ def attribute(target: TargetView, model: Any, tokenizer: Any, win: Window, selec
     words = attribution_words(tokens, {0: a.scores}, spans)
     target.scores = colour_scale(tokens, words)
     target.details = ig_details(a)
+    trust(target, model, tokenizer, win, prob, view, a, extra_inputs=extra_inputs, what=what)
     return words
+
+
+def trust(target: TargetView, model: Any, tokenizer: Any, win: Window, prob: Selector | None,
+          view: ChunkView | None, a: Any = None, *, extra_inputs: dict[str, Any] | None = None,
+          what: str = "p", where: str = "") -> dict[str, Any]:
+    """Add the convergence line of `a` (if any) and the faithfulness table for `prob` (if given) to
+    `target.notes_html`; a target whose integrated gradients did not converge says so in its name.
+
+    Returns:
+        ranking name -> Faithfulness (empty without `prob`).
+    """
+    from .trust import convergence_html, faithfulness_html, window_faithfulness
+
+    if a is not None:
+        target.notes_html += convergence_html(a, where)
+        if not a.converged:
+            target.name += " (integrated gradients not converged)"
+    if prob is None:
+        return {}
+    res = window_faithfulness(model, tokenizer, win, prob, view, target.query, None if a is None else a.scores,
+                              extra_inputs=extra_inputs)
+    target.notes_html += faithfulness_html(res, what, where)
+    return res
+
+
+def ig_setting(n_steps: int, tolerance: float | None = None) -> str:
+    """The report intro's words for the adaptive integrated-gradient setting."""
+    from .attribution import START_STEPS, TOLERANCE
+
+    tol = TOLERANCE if tolerance is None else tolerance
+    return (f"Gauss-Legendre, {START_STEPS} steps doubled up to {n_steps} until |convergence delta| &le; {100 * tol:.0f}% "
+            "of |f(x) - f(baseline)|, baseline [CLS]/[SEP] kept, [PAD] elsewhere")
 
 
 def class_table(labels: Sequence[str], probs: Sequence[float], k: int) -> str:
@@ -195,7 +231,7 @@ def write_report(run: Any, out_html: str | Path, title: str, what: str, items: S
         sections.append(section(item, n, folder))
         log.info("explained %s %d of %d", what, n + 1, len(items))
     intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
-             f"&middot; {setting}integrated gradients: {f'{n_steps} steps' if attributions else 'off'}. "
+             f"&middot; {setting}integrated gradients: {ig_setting(n_steps) if attributions else 'off'}. "
              f"Heatmap PNGs: {esc(folder.name)}/</p>")
     return write_atomic(out_html, page(title, intro, sections))
 

@@ -32,6 +32,7 @@ padding:.7em;max-height:32em;overflow:auto;background:#fff}.t{border-radius:2px}
 .controls label{margin-right:1em}canvas{border:1px solid #d0d7de;image-rendering:pixelated}
 .note{color:#57606a;font-size:.9em}.legend span{padding:0 .4em;margin-right:.3em}
 figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#57606a}
+.warn{background:#fff8c5;border:1px solid #d4a72c;padding:.3em .6em}.faith table{margin-top:0}
 img{max-width:100%}pre{white-space:pre-wrap;background:#f6f8fa;padding:.7em;border:1px solid #d0d7de}
 """
 
@@ -92,6 +93,9 @@ class ChunkView:
     bins: int
     maps: str  # (n_maps, bins, bins)
     rows: dict[str, str]  # query name -> (n_maps, T): attention of that query token to every token
+    # query name -> (2, T) float32: its last-layer mean-of-heads row and rollout row (not embedded;
+    # faithfulness ranks tokens by them)
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +107,7 @@ class TargetView:
     chunk: int | None
     scores: list[int | None] | None = None
     details: dict[str, float] = field(default_factory=dict)
+    notes_html: str = ""  # shown under the details: convergence warning, faithfulness table (escaped HTML)
 
 
 @dataclass
@@ -161,7 +166,7 @@ def render_doc(doc: DocView, n: int) -> str:
         for t in doc.targets if t.details)
     dkeys = next((list(t.details) for t in doc.targets if t.details), [])
     dtable = (f"<table><tr><th>target</th>{''.join(f'<th>{esc(k)}</th>' for k in dkeys)}</tr>{details}</table>"
-              if details else "")
+              if details else "") + "".join(t.notes_html for t in doc.targets)
     return f"""<section class="doc" id="doc{n}">
 <h2>{esc(doc.doc_id)}</h2>
 {doc.summary_html}

@@ -7,12 +7,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..chunking import tokenize_windows
 from ..errors import ClinicalFTError
-from ..interpret.attribution import integrated_gradients, token_logit
-from ..interpret.core import attention_views, attribution_words, colour_scale, doc_name, write_report
+from ..interpret.attribution import integrated_gradients, token_logit, token_prob
+from ..interpret.core import (
+    attention_views,
+    attribution_words,
+    colour_scale,
+    doc_name,
+    ig_details,
+    trust,
+    write_report,
+)
 from ..interpret.html import DocView, TargetView, esc, render_doc
 from ..interpret.textmap import owner_tokens, word_spans
 from .conll import typed
@@ -79,18 +85,19 @@ def ner_section(run: Any, doc_id: str, text: str, n: int, folder: Path, *, attri
     for j, e in enumerate(ents):
         name = f"{e['type']}: {text[e['start']:e['end']]} ({e['start']}-{e['end']})"
         target = TargetView(name, f"e{j}", e["window"])
-        note = "attention only"
+        note, win, a = "attention only", windows[e["window"]], None
         if attributions and j < max_entities:
-            win = windows[e["window"]]
             a = integrated_gradients(model, tok, win.input_ids, token_logit(e["position"], e["label"]),
                                      token_type_ids=win.token_type_ids, n_steps=n_steps)
             words = attribution_words(owner_tokens(windows, only={e["window"]}), {e["window"]: a.scores}, spans)
             target.scores = colour_scale(tokens, words)
-            target.details = {"f(x) logit": a.value, "f(baseline)": a.baseline_value,
-                              "sum of attributions": float(np.sum(a.scores)), "convergence delta": a.delta}
-            note = "attributed"
+            target.details = {"f(x) logit": a.value} | {k: v for k, v in ig_details(a).items() if k != "f(x)"}
+            note = "attributed" if a.converged else "attributed (integrated gradients not converged)"
         elif attributions:
             note = f"not attributed (limit max_entities={max_entities})"
+        if j < max_entities:  # faithfulness of what is shown for this entity
+            trust(target, model, tok, win, token_prob(e["position"], e["label"]), views[e["window"]], a,
+                  what=f"p({run.labels[e['label']]}) at the entity's first token", where=name)
         rows.append(f"<tr><td>{esc(e['type'])}</td><td>{esc(text[e['start']:e['end']])}</td>"
                     f'<td class="num">{e["start"]}-{e["end"]}</td><td>{esc(run.labels[e["label"]])}</td>'
                     f"<td>{esc(note)}</td></tr>")

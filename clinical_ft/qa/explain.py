@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Window
-from ..interpret.attribution import span_logits
-from ..interpret.core import attribute, top_words_html, write_report
+from ..interpret.attribution import span_logits, span_prob
+from ..interpret.core import attribute, top_words_html, trust, write_report
 from ..interpret.html import TargetView, esc
 from ..interpret.textmap import word_spans
 from ..taskapi import task_options
@@ -98,9 +98,12 @@ def qa_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = 
     targets, words = [], []
     if cands:
         target = TargetView(f"answer span (p={cands[0]['probability']:.3f}): start + end logit", "start", 0)
+        what = "p(start) * p(end) of the answer span"
         if attributions:
             words = attribute(target, model, tok, windows[w], span_logits(s, e), pv.tokens, word_spans(tok, pv.text),
-                              n_steps=n_steps)
+                              n_steps=n_steps, view=pv.view, prob=span_prob(s, e), what=what)
+        else:
+            trust(target, model, tok, windows[w], span_prob(s, e), pv.view, what=what)
         targets += [target, TargetView("attention of the answer's end token", "end", 0)]
     targets.append(TargetView("attention of [CLS]", "cls", 0))
     marks = [(cands[0]["start"] + pv.shift, cands[0]["end"] + pv.shift)] if cands else []

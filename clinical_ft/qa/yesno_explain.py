@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Window
-from ..interpret.attribution import class_log_odds
-from ..interpret.core import attribute, class_table, top_words_html
+from ..interpret.attribution import class_log_odds, class_prob
+from ..interpret.core import attribute, class_table, top_words_html, trust
 from ..interpret.html import TargetView, esc
 from ..interpret.textmap import word_spans
 from ..taskapi import Encoded
@@ -89,7 +89,11 @@ def yesno_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool
     pv = pair_view(run, ex, pred.question, pred.windows, w, {"cls": 0}, folder, n, float(pred.window_probs[w, k]))
     target = TargetView(f"{run.labels[k]} (p={pred.row['probability']:.3f}): log-odds", "cls", 0)
     words: list[tuple[int, int, float]] = []
+    what = f"p({run.labels[k]}) of the window"
     if attributions:
         words = attribute(target, run.model, run.tokenizer, pred.windows[w], class_log_odds(k), pv.tokens,
-                          word_spans(run.tokenizer, pv.text), n_steps=n_steps)
+                          word_spans(run.tokenizer, pv.text), n_steps=n_steps, view=pv.view, prob=class_prob(k),
+                          what=what)
+    else:
+        trust(target, run.model, run.tokenizer, pred.windows[w], class_prob(k), pv.view, what=what)
     return render_pair(run, ex, pv, [target], _summary(run, ex, pred, pv, words), n)

@@ -108,8 +108,11 @@ def _explain(args: argparse.Namespace) -> int:
     if missing:
         raise ClinicalFTError(f"{args.notes}: no scorable note with id(s) {missing}")
     _, run = _load(args)
+    if args.n_steps < 1 or args.top_windows < 0 or not 0 < args.tolerance < 1:
+        raise ClinicalFTError(f"expected --n-steps >= 1, --top-windows >= 0 and 0 < --tolerance < 1, found "
+                              f"{args.n_steps}, {args.top_windows}, {args.tolerance}")
     path = explain_notes(run, [(i, found[i]) for i in wanted], args.out, attributions=not args.no_attributions,
-                         n_steps=args.n_steps, title=TITLE)
+                         n_steps=args.n_steps, top_chunks=args.top_windows, tolerance=args.tolerance, title=TITLE)
     print(f"report written to {path}")
     return 0
 
@@ -161,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ids", required=True, help="comma-separated admission ids to explain")
     ex.add_argument("--out", required=True, help="HTML report path")
     ex.add_argument("--no-attributions", action="store_true", help="attention only (integrated gradients are slow)")
-    ex.add_argument("--n-steps", type=int, default=50, help="integrated-gradient steps")
+    ex.add_argument("--n-steps", type=int, default=50, help="most integrated-gradient steps (adaptive from 8)")
+    ex.add_argument("--tolerance", type=float, default=0.05, help="IG stops adding steps once |convergence delta| "
+                    "<= this share of |f(x) - f(baseline)| (default 0.05); windows above it are flagged")
+    ex.add_argument("--top-windows", type=int, default=2, help="windows explained word by word (default 2)")
     _add_columns(ex)
     de = sub.add_parser("demo", help="synthetic data -> prepare -> short train -> evaluate -> predict -> report")
     de.add_argument("--out", default="readmission_demo", help="folder for everything the demo writes")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClinicalFTError
-from ..interpret.attribution import class_log_odds
+from ..interpret.attribution import class_log_odds, class_prob
 from ..interpret.core import (
     attention_views,
     attribute,
@@ -23,6 +23,7 @@ from ..interpret.core import (
     doc_name,
     model_shape,
     top_words_html,
+    trust,
     write_report,
 )
 from ..interpret.html import DocView, TargetView, esc, render_doc
@@ -155,9 +156,12 @@ def relation_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: b
     main_query = "e1" if extra else "cls"
     target = TargetView(f"{run.labels[k]} (p={probs[k]:.3f}): log-odds", main_query, 0)
     words: list[tuple[int, int, float]] = []
+    what = f"p({run.labels[k]})"
     if attributions:
         words = attribute(target, model, tok, win, class_log_odds(k), tokens, spans, n_steps=n_steps,
-                          extra_inputs=extra)
+                          extra_inputs=extra, view=views[0], prob=class_prob(k), what=what)
+    else:
+        trust(target, model, tok, win, class_prob(k), views[0], extra_inputs=extra, what=what)
     targets = [target]
     if extra:
         targets.append(TargetView("attention of the second argument's start marker", "e2", 0))
