@@ -94,9 +94,12 @@ def convergence_html(a: Attribution, where: str = "") -> str:
     diff = a.value - a.baseline_value
     tried = ", ".join(f"{s} steps: {d:+.2e}" for s, d, _ in a.rounds)
     if a.converged:
+        # converged under the relative tolerance, or only under the absolute floor (a target that hardly moves)
+        rel = f"{100 * a.tolerance:.0f}% of |f(x) - f(baseline)| = {abs(diff):.3g}"
+        bound = (f"&le; {rel}" if abs(a.delta) <= a.tolerance * abs(diff)
+                 else f"is under the absolute tolerance (not under {rel}: the target hardly moves)")
         return (f'<p class="note">Integrated gradients{" of " + esc(where) if where else ""} converged: |delta| '
-                f"{abs(a.delta):.2e} &le; {100 * a.tolerance:.0f}% of |f(x) - f(baseline)| = {abs(diff):.3g} "
-                f"({tried}).</p>")
+                f"{abs(a.delta):.2e} {bound} ({tried}).</p>")
     return (f'<p class="warn"><b>&#9888; Integrated gradients{" of " + esc(where) if where else ""} did not converge'
             f"</b>: |delta| = {abs(a.delta):.3g} is {100 * a.relative_delta:.0f}% of |f(x) - f(baseline)| = "
             f"{abs(diff):.3g} after {a.n_steps} steps (tolerance {100 * a.tolerance:.0f}%; {tried}). The attributions "
