@@ -92,6 +92,9 @@ class TrainConfig:
     num_train_epochs: float = 3.0
     max_steps: int = -1
     per_device_train_batch_size: int = 32
+    # train batches of up to this many padded tokens (length-grouped; replaces the sentence count
+    # above): equal work per step, bounded memory (clinical_ft/batching.py). Null: batches of sentences
+    batch_tokens: int | None = None
     per_device_eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
     group_by_length: bool = True
@@ -125,12 +128,13 @@ class TrainConfig:
     # dropout on the attention probabilities while training; null keeps the encoder's own (BERT: 0.1).
     # 0 lets SDPA run its fused attention kernel in training too (faster on CPU; methods.set_attention_dropout)
     attention_dropout: float | None = None
+    hidden_dropout: float | None = None  # dropout on the encoder's hidden states while training; null: the encoder's
 
     def check(self, ok: Ok) -> list[str]:
         """Ranges, and combinations of the fine-tuning method fields (see clinical_ft/methods/)."""
         problems = []
         floats = ("learning_rate", "weight_decay", "warmup_ratio", "num_train_epochs", "aggregation_c", "lora_dropout",
-                  "layerwise_lr_decay", "attention_dropout")
+                  "layerwise_lr_decay", "attention_dropout", "hidden_dropout")
         for name in floats:  # NaN passes every comparison below: reject non-finite numbers first
             value = getattr(self, name)
             if ok(name) and isinstance(value, float) and not math.isfinite(value):
@@ -140,6 +144,9 @@ class TrainConfig:
                      "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_total_limit"):
             if ok(name) and getattr(self, name) <= 0:
                 problems.append(f"{name}: expected a positive integer, found {getattr(self, name)}")
+        if ok("batch_tokens", "max_length") and self.batch_tokens is not None and self.batch_tokens < self.max_length:
+            problems.append(f"batch_tokens: expected null or an integer >= max_length ({self.max_length}), so that "
+                            f"any window fits a batch, found {self.batch_tokens}")
         for name in ("max_train_examples", "max_eval_examples"):
             if ok(name) and getattr(self, name) is not None and getattr(self, name) <= 0:
                 problems.append(f"{name}: expected a positive integer or null, found {getattr(self, name)}")
@@ -174,8 +181,9 @@ class TrainConfig:
         if ok("lora_target_modules") and not self.lora_target_modules:
             problems.append("lora_target_modules: expected module names such as [query, value], found an empty list")
         problems += self._check_method_options(ok)
-        if ok("attention_dropout") and self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
-            problems.append(f"attention_dropout: expected a value in [0, 1) or null, found {self.attention_dropout}")
+        for name in ("attention_dropout", "hidden_dropout"):
+            if ok(name) and getattr(self, name) is not None and not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name}: expected a value in [0, 1) or null, found {getattr(self, name)}")
         if ok("layerwise_lr_decay") and self.layerwise_lr_decay is not None and not 0.0 < self.layerwise_lr_decay <= 1.0:
             problems.append(f"layerwise_lr_decay: expected a value in (0, 1] or null, found {self.layerwise_lr_decay}")
         return problems

@@ -161,6 +161,7 @@ def train(
         optimizer_cls_and_kwargs=methods.optimizer_cls_and_kwargs(model, cfg, args),  # None unless LLRD
     )
     kept["trainer"] = trainer
+    trainer.batch_tokens = cfg.batch_tokens
     main = trainer.is_world_process_zero()
     if main:
         out.mkdir(parents=True, exist_ok=True)

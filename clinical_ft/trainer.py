@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .batching import seeded_length_grouped_sampler, token_budget_sampler
 from .config import TrainConfig
 from .distributed import single_process_as_plain
 
@@ -110,32 +111,6 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, has_eval: bool, metric: 
 PROGRESS_FILE = "clinical_ft_progress.json"  # in each checkpoint: what a resumed run needs to report the whole run
 
 
-def seeded_length_grouped_sampler(lengths: list[int], batch_size: int, seed: int) -> Any:
-    """transformers' length grouping with an order that is a function of `seed` and the epoch only.
-
-    transformers' `LengthGroupedSampler` draws its permutation from the global RNG, which the Trainer
-    restores at resume and then draws again, so a resumed epoch saw another batch order. Here every
-    epoch's order comes from a generator seeded with ``seed + epoch`` (the Trainer calls ``set_epoch``).
-    """
-    import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
-
-    class SeededLengthGroupedSampler(LengthGroupedSampler):
-        def __init__(self) -> None:
-            super().__init__(batch_size, lengths=lengths)
-            self.seed, self.epoch = seed, 0
-
-        def set_epoch(self, epoch: int) -> None:
-            self.epoch = int(epoch)
-
-        def __iter__(self) -> Any:
-            g = torch.Generator()
-            g.manual_seed(self.seed + self.epoch)
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
-
-    return SeededLengthGroupedSampler()
-
-
 def trainer_class() -> type:
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
@@ -149,6 +124,7 @@ def trainer_class() -> type:
         """
 
         prior: dict[str, Any] = {}  # the progress file of the checkpoint this run resumes from
+        batch_tokens: int | None = None  # TrainConfig.batch_tokens: batches by token budget
         started: float = 0.0  # perf_counter when this process started training
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
@@ -158,14 +134,28 @@ def trainer_class() -> type:
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             ds = train_dataset if train_dataset is not None else self.train_dataset
-            if self.args.train_sampling_strategy != "group_by_length" or self.args.world_size > 1 or ds is None:
+            grouped = self.args.train_sampling_strategy == "group_by_length"
+            if ds is None or not (self.batch_tokens or grouped and self.args.world_size <= 1):
                 return super()._get_train_sampler(train_dataset)
             full = self.train_dataset  # before the Trainer dropped the columns the model does not take
             lengths = full["length"] if "length" in full.column_names and len(full) == len(ds) else \
                 [len(x) for x in ds["input_ids"]]
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            if self.batch_tokens:
+                return token_budget_sampler(list(lengths), self.batch_tokens, seed, self.args.process_index,
+                                            self.args.world_size)
             return seeded_length_grouped_sampler(list(lengths), self.args.train_batch_size
                                                  * self.args.gradient_accumulation_steps, seed)
+
+        def get_resumed_dataloader(self, dataloader: Any, steps: int) -> Any:
+            """accelerate's batch skipping wraps the sampler once more, out of the Trainer's reach for
+            ``set_epoch`` under more than one process: the resumed epoch is set here (the one the
+            checkpoint's state is in)."""
+            sampler = getattr(getattr(dataloader, "batch_sampler", None), "batch_sampler", None)
+            sampler = getattr(dataloader, "batch_sampler", None) if sampler is None else sampler
+            if self.batch_tokens and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(int(self.state.epoch or 0))
+            return super().get_resumed_dataloader(dataloader, steps)
 
         def progress(self, finished: bool = False) -> dict[str, Any]:
             """The whole run so far: steps, the sum of the per-step training losses, seconds of

@@ -86,6 +86,24 @@ def test_attention_dropout_sets_every_self_attention_and_is_validated(tiny_encod
         methods.set_attention_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.0)
 
 
+def test_hidden_dropout_sets_the_encoder_states_not_attention_or_head(tiny_encoder: str) -> None:
+    """hidden_dropout reaches embeddings, attention output and feed-forward output dropouts; the attention
+    probabilities and the head keep theirs, also in the saved config (classifier_dropout pinned)."""
+    def rates(model: torch.nn.Module) -> dict[str, float]:
+        return {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+
+    model, _ = _model(tiny_encoder, hidden_dropout=0.0)
+    got = rates(model)
+    hidden = [n for n in got if n.startswith("bert.") and not n.endswith("attention.self.dropout")]
+    assert len(hidden) == 1 + 2 * 2 and all(got[n] == 0.0 for n in hidden)  # embeddings + 2 per layer
+    assert got["dropout"] == 0.1 and got["bert.encoder.layer.0.attention.self.dropout"] == 0.1
+    assert model.config.hidden_dropout_prob == 0.0 and model.config.classifier_dropout == 0.1
+    with pytest.raises(ConfigError, match="hidden_dropout: expected a value in"):
+        from_dict(TrainConfig, {"hidden_dropout": -0.1}, "cfg.yaml")
+    with pytest.raises(ClinicalFTError, match="no hidden-state dropout"):
+        methods.set_hidden_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2)), 0.0)
+
+
 def test_llrd_groups_have_lrs_decayed_by_layer(tiny_encoder: str, tmp_path: Path) -> None:
     model, cfg = _model(tiny_encoder, layerwise_lr_decay=0.5, learning_rate=1e-3)
     assert methods.optimizer_cls_and_kwargs(model, TrainConfig(), None) is None  # no LLRD: Trainer default

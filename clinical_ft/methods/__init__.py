@@ -16,8 +16,9 @@
   embedding rows under every method: under ``lora`` through peft's ``trainable_token_indices``;
   otherwise, where the embedding is frozen, through a `PartlyTrainableEmbedding` (old rows frozen,
   new rows trained) that `save_model` merges back.
-- ``attention_dropout`` (any method): dropout on the attention probabilities while training
-  (`set_attention_dropout`); 0 lets SDPA run its fused kernel in training too.
+- ``attention_dropout`` / ``hidden_dropout`` (any method): dropout on the attention probabilities /
+  on the encoder's hidden states while training (methods/dropout.py); an attention dropout of 0 lets
+  SDPA run its fused kernel in training too.
 - ``layerwise_lr_decay`` (any method): layer-wise learning-rate decay (LLRD). With L layers, the
   head (and pooler) get ``learning_rate``, layer l (1..L) ``learning_rate * decay**(L + 1 - l)``,
   the embeddings ``learning_rate * decay**(L + 1)``.
@@ -33,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import IA3_DEFAULT_TARGETS, TrainConfig
-from ..errors import ClinicalFTError
 from . import peft_methods, prompt
+from .dropout import set_attention_dropout, set_hidden_dropout
 from .freeze import (
     count_trainable,
     depth,
@@ -50,7 +51,7 @@ from .peft_methods import is_peft, loading, preflight
 
 __all__ = ["ADAPTER_DIR", "apply", "count_trainable", "depth", "describe", "is_peft", "loading", "lr_scales",
            "mark_new_tokens", "merge_new_rows", "new_token_ids", "num_layers", "optimizer_cls_and_kwargs",
-           "preflight", "restore", "run_metrics", "save_model", "set_attention_dropout", "step_timer"]
+           "preflight", "restore", "run_metrics", "save_model", "set_attention_dropout", "set_hidden_dropout", "step_timer"]
 log = logging.getLogger("clinical_ft.methods")
 ADAPTER_DIR = "adapter"
 MERGED = ("lora", "ia3", "qlora")  # peft methods merged into the saved model
@@ -66,6 +67,8 @@ def apply(model: Any, cfg: TrainConfig) -> Any:
     """
     if cfg.attention_dropout is not None:
         set_attention_dropout(model, cfg.attention_dropout)
+    if cfg.hidden_dropout is not None:
+        set_hidden_dropout(model, cfg.hidden_dropout)
     if cfg.method in MERGED:
         model = peft_methods.apply(model, cfg)
     elif cfg.method in prompt.METHODS:
@@ -76,25 +79,6 @@ def apply(model: Any, cfg: TrainConfig) -> Any:
     log.info("method %s: %d of %d parameters trainable (%.2f%%)", describe(cfg), trainable, total,
              100.0 * trainable / max(total, 1))
     return model
-
-
-def set_attention_dropout(model: Any, p: float) -> None:
-    """Dropout `p` on the attention probabilities of every self-attention module (the ``dropout``
-    that BERT-family attention passes to SDPA), recorded in the model config.
-
-    Raises:
-        ClinicalFTError: the model has no self-attention module with a ``dropout`` layer.
-    """
-    import torch
-
-    found = [m.dropout for m in model.modules()
-             if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)]
-    if not found:
-        raise ClinicalFTError(f"attention_dropout: {type(model).__name__} has no self-attention dropout to set")
-    for layer in found:
-        layer.p = p
-    if hasattr(model.config, "attention_probs_dropout_prob"):
-        model.config.attention_probs_dropout_prob = p
 
 
 def describe(cfg: TrainConfig) -> str:
