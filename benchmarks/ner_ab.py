@@ -10,7 +10,10 @@ A step is forward, backward, gradient clipping, optimizer and scheduler step, as
 
 ``--a "key=value ..."`` replaces the baseline by our config with those overrides (A/B of one lever:
 e.g. ``--a ""`` for the shipped config against ``method=partial freeze_embeddings=true`` as ours).
-Both sides get the fine-tuning method of their config (``methods.apply``).
+``--more "key=value ..."`` (repeatable) adds further sides of our config, named more1, more2, ...,
+each in the same rotation. Every side gets the fine-tuning method of its config (``methods.apply``).
+With ``batch_tokens`` a side's batches are the token-budget sampler's, and a turn is as many of its
+steps as reach `--turn` sentences.
 
 Run: python benchmarks/ner_ab.py --seconds 480 --out /tmp/ner_ab.json [--a "key=value ..."] [key=value ...]
 """
@@ -49,10 +52,14 @@ def _side(name: str, overrides: list[str], seed: int) -> dict[str, Any]:
     targs = training_arguments(cfg, Path("/tmp/ner_ab") / name, False, "f1")
     trainer = trainer_class()(model=model, args=targs, train_dataset=ds, processing_class=tok)
     trainer.create_optimizer_and_scheduler(num_training_steps=10_000)
+    trainer.batch_tokens = cfg.batch_tokens
     bs = cfg.per_device_train_batch_size
     order = list(trainer._get_train_sampler(ds))
-    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
-    random.Random(seed).shuffle(batches)
+    if cfg.batch_tokens:  # a batch sampler: its batches, already in a seeded random order
+        batches, bs = order, round(len(ds) / len(order))
+    else:
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        random.Random(seed).shuffle(batches)
     rows = ds.select_columns(list(MODEL_INPUTS))
     model.train()
     return {"name": name, "model": model, "opt": trainer.optimizer, "sched": trainer.lr_scheduler,
@@ -84,12 +91,21 @@ def _step(s: dict[str, Any], record: bool) -> None:
         s["padded"] += int(batch["attention_mask"].numel())
 
 
+def _turn(s: dict[str, Any], sentences: int, record: bool) -> None:
+    """Steps of side `s` until they have taken at least `sentences` sentences."""
+    done = 0
+    while done < sentences:
+        done += len(s["batches"][s["next"] % len(s["batches"])])
+        _step(s, record)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=480, help="stop starting turns after this long")
     p.add_argument("--turn", type=int, default=32, help="sentences per turn and side")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--a", default=None, help="side A: our config with these overrides instead of run_ner.py's")
+    p.add_argument("--more", action="append", default=[], help="a further side: our config with these overrides")
     p.add_argument("--out", required=True, help="JSON results")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for ours")
     args = p.parse_args(argv)
@@ -99,16 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     start_info = machine()
     side_a = ("baseline", BASELINE) if args.a is None else ("a", args.a.split())
     sides = [_side(*side_a, args.seed), _side("ours", list(args.overrides), args.seed)]
+    sides += [_side(f"more{i}", more.split(), args.seed) for i, more in enumerate(args.more, 1)]
     for s in sides:  # warm-up turn, not recorded
-        for _ in range(max(1, args.turn // s["bs"])):
-            _step(s, False)
+        _turn(s, args.turn, False)
     t_end = time.perf_counter() + args.seconds
     turns = 0
     while time.perf_counter() < t_end:
         for s in sides if turns % 2 == 0 else sides[::-1]:  # ABBA order
             before = (s["sec"], s["tokens"])
-            for _ in range(max(1, args.turn // s["bs"])):
-                _step(s, True)
+            _turn(s, args.turn, True)
             s["turns"].append({"seconds": s["sec"] - before[0], "tokens": s["tokens"] - before[1]})
         turns += 1
     out: dict[str, Any] = {"date": now_utc(), "machine_start": start_info, "loadavg_end": list(__import__("os").getloadavg()),
@@ -123,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     b, o = out[sides[0]["name"]], out["ours"]
     out["ratio_examples_per_s"] = o["examples_per_s"] / b["examples_per_s"]
     out["ratio_tokens_per_s"] = o["tokens_per_s"] / b["tokens_per_s"]
+    for s in sides[2:]:
+        out[s["name"]]["ratio_examples_per_s"] = out[s["name"]]["examples_per_s"] / b["examples_per_s"]
     write_json(Path(args.out), out)
     print(json.dumps({k: v for k, v in out.items() if k not in ("machine_start",)}, indent=1, default=float))
     return 0

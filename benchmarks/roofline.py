@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, now_utc, write_json  # noqa: E402
 
 SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 384, 1536))
+CONFIG_KEYS = ("per_device_train_batch_size", "batch_tokens", "learning_rate", "method", "freeze_embeddings", "attention_dropout", "hidden_dropout")
 PHASES = ("data", "forward", "backward", "clip", "optimizer", "scheduler", "zero_grad", "log_save_eval", "other")
 OP_CLASSES = (("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear")),
               ("attention", ("scaled_dot_product", "_softmax", "flash_attention")),
@@ -164,11 +165,10 @@ def op_classes(prof: Any) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=300, help="training time budget (ceiling turns excluded)")
-    p.add_argument("--max-steps", type=int, default=400)
+    p.add_argument("--max-steps", type=int, default=400), p.add_argument("--out", required=True, help="JSON results")
     p.add_argument("--turn-every", type=int, default=10, help="training steps between ceiling/inference turns")
     p.add_argument("--turn-seconds", type=float, default=0.4, help="seconds per GEMM shape in a turn")
     p.add_argument("--profile-steps", type=int, default=5, help="torch.profiler steps at the end (0: none)")
-    p.add_argument("--out", required=True, help="JSON results")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (shipped NER config)")
     args = p.parse_args(argv)
     import torch
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     collate = TASK.collator(tok)
     dev_rows = dev_ds.select(length_order(dev_ds).tolist()).select_columns(["input_ids", "token_type_ids",
                                                                             "attention_mask", "labels"])
-    eb = cfg.per_device_eval_batch_size
+    eb, bs = cfg.per_device_eval_batch_size, cfg.per_device_train_batch_size
     dev_batches = [collate([dev_rows[i] for i in range(s, min(s + eb, len(dev_rows)))]) for s in range(0, len(dev_rows), eb)]
     dev_len = [len(x) for x in dev_ds["input_ids"]]
     dev_pad = {name: sum(max(ls[i:i + eb]) * len(ls[i:i + eb]) for i in range(0, len(ls), eb)) / sum(ls)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                            "turn_every": args.turn_every, "max_steps": args.max_steps, "fit_train": fit_train,
                            "flops": 0.0, "flops_padded": 0.0, "tokens": 0, "padded_tokens": 0, "examples": 0,
                            "deadline": float("inf"), "turns": [], "infer": {"sec": 0.0, "flops": 0.0, "tokens": 0}}
-    mean_tokens = int(sum(min(len(x), cfg.max_length) for x in ds["input_ids"]) / len(ds) * cfg.per_device_train_batch_size)
+    mean_tokens = cfg.batch_tokens or int(sum(min(len(x), cfg.max_length) for x in ds["input_ids"]) / len(ds) * bs)
 
     def turn() -> None:
         ceil = {f"{m}x{k}x{n}": gemm_rate(m, k, n, args.turn_seconds) for m, k, n in SHAPES}
@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                                 save_strategy="no", disable_tqdm=True)
     trainer = phase_trainer(trainer_class(), rec, turn)(model=model, args=targs, train_dataset=ds,
                                                         data_collator=collate, processing_class=tok)
+    trainer.batch_tokens = cfg.batch_tokens
     rec["deadline"] = time.perf_counter() + args.seconds + 60  # turns included: stops on max-steps or time
     trainer.train()
     turn()  # the ceiling after the last window
@@ -270,8 +271,7 @@ def report(rec: dict[str, Any], fit_train: tuple[float, float], fit_fwd: tuple[f
     fwd_bwd = rec["t"]["forward"] + rec["t"]["backward"]
     gemm_keys = turns[0]["train_gemms"].keys()
     return {
-        "config": {"batch_size": cfg.per_device_train_batch_size, "learning_rate": cfg.learning_rate,
-                   "method": cfg.method, "freeze_embeddings": cfg.freeze_embeddings},
+        "config": {k: getattr(cfg, k) for k in CONFIG_KEYS},
         "ceiling_gflops_median": ceiling, "ceiling_gflops_range": [min(t["ceiling"] for t in turns),
                                                                    max(t["ceiling"] for t in turns)],
         "train_gemm_pct_of_ceiling": {k: 100 * statistics.median(t["train_gemms"][k] / t["ceiling"] for t in turns)
