@@ -22,10 +22,10 @@ COMMON = ["max_length=32", "stride=8", "num_train_epochs=1", "eval_strategy=epoc
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _train(n_proc: int, out: Path, encoder: str, batch: int, logs: list[str] | None = None) -> dict:
+def _train(n_proc: int, out: Path, encoder: str, batch: int, logs: list[str] | None = None, *extra: str) -> dict:
     launcher = [shutil.which("torchrun") or "torchrun", "--nproc_per_node", str(n_proc), "--master_port", str(29511 + n_proc)]
     cmd = [*launcher, "-m", "clinical_ft.readmission", "train", "--card", CARD, "--data-dir", "tests/fixtures",
-           "--out", str(out), "--encoder", encoder, *COMMON, f"per_device_train_batch_size={batch}"]
+           "--out", str(out), "--encoder", encoder, *COMMON, f"per_device_train_batch_size={batch}", *extra]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in proc.stderr
@@ -59,6 +59,15 @@ def test_torchrun_divides_the_steps_and_evaluates_every_example_once(manifest_en
     for key in ("loss", "auroc"):
         assert two["validation"][key] == pytest.approx(same_global["validation"][key], abs=0.05), key
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+def test_token_budget_batches_are_shared_out_between_the_ranks(tiny_encoder: str, tmp_path: Path) -> None:
+    """Each rank takes every other token-budget batch (the sampler is rank-aware; the Trainer must not
+    shard it a second time): two processes run half the steps of one, rounded up."""
+    one = _train(1, tmp_path / "one", tiny_encoder, 4, None, "batch_tokens=100")
+    two = _train(2, tmp_path / "two", tiny_encoder, 4, None, "batch_tokens=100")
+    assert two["global_steps"] == -(-one["global_steps"] // 2) and two["epochs_run"] == 1.0
 
 
 def _cli(n_proc: int, module: str, args: list[str]) -> subprocess.CompletedProcess:
