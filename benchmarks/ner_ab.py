@@ -15,6 +15,10 @@ each in the same rotation. Every side gets the fine-tuning method of its config 
 With ``batch_tokens`` a side's batches are the token-budget sampler's, and a turn is as many of its
 steps as reach `--turn` sentences.
 
+Sides are compared by ``epoch_sentences_per_s``: real tokens/s over the real tokens per sentence of a
+whole epoch (the rate an epoch of sentences goes through), since a short run's raw examples/s depends
+on which batches it drew.
+
 Run: python benchmarks/ner_ab.py --seconds 480 --out /tmp/ner_ab.json [--a "key=value ..."] [key=value ...]
 """
 
@@ -64,7 +68,8 @@ def _side(name: str, overrides: list[str], seed: int) -> dict[str, Any]:
     model.train()
     return {"name": name, "model": model, "opt": trainer.optimizer, "sched": trainer.lr_scheduler,
             "clip": targs.max_grad_norm, "collator": TASK.collator(tok), "batches": batches, "rows": rows,
-            "bs": bs, "next": 0, "overrides": overrides,
+            "bs": bs, "next": 0, "overrides": overrides, "sentences": len(train),
+            "epoch_tokens": sum(len(x) for x in ds["input_ids"]),
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), "optim": str(targs.optim), "lr": cfg.learning_rate,
             "sec": 0.0, "examples": 0, "tokens": 0, "padded": 0, "steps": 0, "turns": []}
 
@@ -134,12 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                           "examples": s["examples"], "tokens": s["tokens"], "padded_tokens": s["padded"],
                           "seconds": s["sec"], "examples_per_s": s["examples"] / s["sec"],
                           "tokens_per_s": s["tokens"] / s["sec"], "padding_ratio": s["padded"] / s["tokens"],
-                          "overrides": s["overrides"], "trainable_parameters": s["trainable"]}
+                          "overrides": s["overrides"], "trainable_parameters": s["trainable"],
+                          # sentences of a whole epoch per second: real tokens/s over the epoch's real tokens per
+                          # sentence (a short run's raw examples/s depends on which batches it drew)
+                          "epoch_sentences_per_s": s["tokens"] / s["sec"] * s["sentences"] / s["epoch_tokens"]}
     b, o = out[sides[0]["name"]], out["ours"]
     out["ratio_examples_per_s"] = o["examples_per_s"] / b["examples_per_s"]
     out["ratio_tokens_per_s"] = o["tokens_per_s"] / b["tokens_per_s"]
-    for s in sides[2:]:
-        out[s["name"]]["ratio_examples_per_s"] = out[s["name"]]["examples_per_s"] / b["examples_per_s"]
+    for s in sides[1:]:
+        for key in ("examples_per_s", "epoch_sentences_per_s", "tokens_per_s"):
+            out[s["name"]][f"ratio_{key}"] = out[s["name"]][key] / b[key]
     write_json(Path(args.out), out)
     print(json.dumps({k: v for k, v in out.items() if k not in ("machine_start",)}, indent=1, default=float))
     return 0
