@@ -159,8 +159,8 @@ def ig_setting(n_steps: int, tolerance: float | None = None) -> str:
     from .attribution import START_STEPS, TOLERANCE
 
     tol = TOLERANCE if tolerance is None else tolerance
-    return (f"Gauss-Legendre, {START_STEPS} steps doubled up to {n_steps} until |convergence delta| &le; {100 * tol:.0f}% "
-            "of |f(x) - f(baseline)|, baseline [CLS]/[SEP] kept, [PAD] elsewhere")
+    return (f"trapezoid rule on {START_STEPS} intervals, halved (every gradient reused) up to {n_steps} until "
+            f"|convergence delta| &le; {100 * tol:.0f}% of |f(x) - f(baseline)|, baseline [CLS]/[SEP] kept, [PAD] elsewhere")
 
 
 def class_table(labels: Sequence[str], probs: Sequence[float], k: int) -> str:
