@@ -133,8 +133,17 @@ def test_nested_trapezoid_reuses_its_gradients_and_is_a_true_trapezoid_rule(seq_
     model, tok = seq_run.model, seq_run.tokenizer
     ids = tok("Pt with CHF and dyspnea, discharged on metoprolol.")["input_ids"]
     sel = attribution.class_log_odds(1)
-    nested = attribution.integrated_gradients(model, tok, ids, sel, n_steps=8, start_steps=2, tolerance=1e-9, atol=0.0)
+    from clinical_ft.interpret.attention import attn_implementation
+
+    seen: set[str] = set()
+    hook = attribution.embedding_layer(model).register_forward_hook(lambda *_: seen.add(attn_implementation(model)))
+    try:
+        nested = attribution.integrated_gradients(model, tok, ids, sel, n_steps=8, start_steps=2, tolerance=1e-9,
+                                                  atol=0.0)
+    finally:
+        hook.remove()
     assert [r[0] for r in nested.rounds] == [2, 4, 8] and nested.n_steps == 8
+    assert seen == {"sdpa"}  # integrated gradients need no attention weights: the fast kernel throughout
     # the same as the trapezoid rule on 8 intervals computed at once: (x - x') * sum_k w_k grad(x' + a_k (x - x'))
     # with a_k = k/8 and weights 1/16, 1/8, ..., 1/8, 1/16 (9 gradients)
     emb = attribution.embedding_layer(model)
