@@ -5,8 +5,9 @@ head: speed only), each in its own process so its peak RSS is its own, the refer
 prediction of the same input) measured in the same process:
 
 - ``chunk512``: one 510-token window: predict (median of 5) alternating with integrated gradients
-  alone (median of 4; adaptive Gauss-Legendre, 4 steps doubled up to 50 until |delta| <= 5% of
-  |f(x) - f(baseline)|), then attention alone, faithfulness alone and the whole ``explain_notes``;
+  alone (median of 4; the default nested trapezoid rule, 4 intervals halved up to 50 until |delta| <=
+  5% of |f(x) - f(baseline)|) and, as the reference, the previous default (Gauss-Legendre, 4 steps
+  doubled, each round afresh), then attention alone, faithfulness alone and the whole ``explain_notes``;
 - ``note5000``: a 5,000-token note; ``words20000``: a 20,000-word note: predict (batches of 16
   windows), then the whole ``explain_notes`` (top-2 windows attributed).
 
@@ -107,7 +108,7 @@ def child(case: str, threads: int, model_run: str | None) -> dict:
     integrated_gradients(model, tok, windows[0].input_ids, class_log_odds(1), n_steps=1, start_steps=1)
     out = {"case": case, "windows": len(windows), "tokens": sum(len(w.input_ids) for w in windows),
            "words": len(text.split()), "torch_threads": torch.get_num_threads(), "loadavg_1min": os.getloadavg()[0]}
-    preds, igs = [], []
+    preds, igs, gls = [], [], []
     if case == "chunk512":
         win = windows[0]
         for turn in range(5):  # alternate the reference and IG: same load for both
@@ -115,7 +116,11 @@ def child(case: str, threads: int, model_run: str | None) -> dict:
             if turn < 4:
                 t, a = _timed(integrated_gradients, model, tok, win.input_ids, class_log_odds(1))
                 igs.append(t)
+                t, gl = _timed(integrated_gradients, model, tok, win.input_ids, class_log_odds(1), method="gausslegendre")
+                gls.append(t)
         out["ig_s"], out["ig_ratio"] = statistics.median(igs), statistics.median(igs) / statistics.median(preds)
+        out["ig_gausslegendre"] = {"s": statistics.median(gls), "ratio": statistics.median(gls) / statistics.median(preds),
+                                   "steps": gl.n_steps, "relative_delta": gl.relative_delta, "rounds": gl.rounds}
         out["ig"] = {"steps": a.n_steps, "delta": a.delta, "relative_delta": a.relative_delta, "converged": a.converged,
                      "rounds": a.rounds, "f_x_minus_f_baseline": a.value - a.baseline_value}
         out["attention_s"] = _timed(lambda: attention_maps(forward_with_attentions(model, win.input_ids)[1]))[0]
