@@ -5,8 +5,10 @@ head: speed only), each in its own process so its peak RSS is its own, the refer
 prediction of the same input) measured in the same process:
 
 - ``chunk512``: one 510-token window: predict (median of 5) alternating with integrated gradients
-  alone (median of 4; adaptive Gauss-Legendre, 4 steps doubled up to 50 until |delta| <= 5% of
-  |f(x) - f(baseline)|), then attention alone, faithfulness alone and the whole ``explain_notes``;
+  alone (median of 4; the default nested trapezoid rule, 8 intervals halved up to 50 until |delta| <=
+  5% of |f(x) - f(baseline)|) and, for comparison, the nested rule from 4 intervals and the previous
+  default (Gauss-Legendre, 4 steps doubled, each round afresh), then attention alone, faithfulness
+  alone and the whole ``explain_notes``;
 - ``note5000``: a 5,000-token note; ``words20000``: a 20,000-word note: predict (batches of 16
   windows), then the whole ``explain_notes`` (top-2 windows attributed).
 
@@ -108,6 +110,7 @@ def child(case: str, threads: int, model_run: str | None) -> dict:
     out = {"case": case, "windows": len(windows), "tokens": sum(len(w.input_ids) for w in windows),
            "words": len(text.split()), "torch_threads": torch.get_num_threads(), "loadavg_1min": os.getloadavg()[0]}
     preds, igs = [], []
+    others: dict[str, list] = {"nested_from_4": [], "gausslegendre_from_4": []}
     if case == "chunk512":
         win = windows[0]
         for turn in range(5):  # alternate the reference and IG: same load for both
@@ -115,7 +118,15 @@ def child(case: str, threads: int, model_run: str | None) -> dict:
             if turn < 4:
                 t, a = _timed(integrated_gradients, model, tok, win.input_ids, class_log_odds(1))
                 igs.append(t)
+                others["nested_from_4"].append(_timed(integrated_gradients, model, tok, win.input_ids,
+                                                      class_log_odds(1), start_steps=4))
+                others["gausslegendre_from_4"].append(_timed(integrated_gradients, model, tok, win.input_ids,
+                                                             class_log_odds(1), start_steps=4, method="gausslegendre"))
         out["ig_s"], out["ig_ratio"] = statistics.median(igs), statistics.median(igs) / statistics.median(preds)
+        for name, runs in others.items():
+            med, last = statistics.median(t for t, _ in runs), runs[-1][1]
+            out["ig_" + name] = {"s": med, "ratio": med / statistics.median(preds), "steps": last.n_steps,
+                                 "relative_delta": last.relative_delta, "rounds": last.rounds}
         out["ig"] = {"steps": a.n_steps, "delta": a.delta, "relative_delta": a.relative_delta, "converged": a.converged,
                      "rounds": a.rounds, "f_x_minus_f_baseline": a.value - a.baseline_value}
         out["attention_s"] = _timed(lambda: attention_maps(forward_with_attentions(model, win.input_ids)[1]))[0]

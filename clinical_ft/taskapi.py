@@ -133,10 +133,11 @@ class Task(Protocol):
         """(index, why) of the (two) test examples the run report explains."""
 
     def explain_section(self, run: Any, example: Any, n: int, folder: Path, *, attributions: bool,
-                        n_steps: int = 50) -> str:
+                        n_steps: int = 50, tolerance: float = 0.05) -> str:
         """HTML section `n` of a report explaining one example of `run` (PNG heatmaps to `folder`),
         built with clinical_ft.interpret: the prediction, attention and, with `attributions`,
-        integrated-gradient word attributions with their convergence delta."""
+        integrated-gradient word attributions with their convergence delta (at most `n_steps` steps,
+        added until |delta| <= `tolerance` * |f(x) - f(baseline)|; default interpret.attribution.TOLERANCE)."""
 
 
 def reports(task: Task, key: str) -> bool:

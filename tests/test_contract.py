@@ -49,6 +49,13 @@ def test_every_task_implements_every_hook_and_has_a_fixture() -> None:
     assert set(TASK_NAMES) <= set(CARDS), f"no fixture card with data for {set(TASK_NAMES) - set(CARDS)}"
 
 
+def test_every_explain_hook_defaults_to_the_attribution_tolerance() -> None:
+    from clinical_ft.interpret.attribution import TOLERANCE
+
+    for hook in [Task.explain_section] + [type(t).explain_section for t in registry.TASKS]:
+        assert inspect.signature(hook).parameters["tolerance"].default == TOLERANCE, hook.__qualname__
+
+
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_task_trains_evaluates_rereads_reloads_predicts_explains(name: str, tiny_encoder: str, tmp_path: Path) -> None:
     card, data_dir = CARDS[name]
@@ -77,7 +84,10 @@ def test_task_trains_evaluates_rereads_reloads_predicts_explains(name: str, tiny
     picks = task.pick_examples(examples, saved)
     assert picks and all(0 <= i < len(examples) and why for i, why in picks)
     run.model.eval()
-    html = task.explain_section(run, examples[picks[0][0]], 0, tmp_path / "png", attributions=True, n_steps=4)
+    html = task.explain_section(run, examples[picks[0][0]], 0, tmp_path / "png", attributions=True, n_steps=4,
+                                tolerance=0.37)
     assert "<section" in html and "convergence delta" in html
     if "No entity predicted" not in html and "No valid answer span" not in html:  # a target to explain
         assert "Faithfulness" in html and "comprehensiveness" in html and "random ranking" in html
+        # integrated gradients were checked against the tolerance given to the task's hook, not the default 5%
+        assert ("37% of |f(x) - f(baseline)|" in html or "tolerance 37%" in html) and "tolerance 5%" not in html

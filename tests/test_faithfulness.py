@@ -121,10 +121,42 @@ def test_adaptive_ig_is_complete_within_its_delta_with_few_steps(seq_run: engine
     assert a.converged and abs(a.delta) <= max(0.05 * abs(diff), attribution.ABS_TOLERANCE)
     assert a.n_steps <= 64 and a.rounds[0][0] == 4 and a.rounds[-1][0] == a.n_steps
     assert all(p.grad is None for p in model.parameters())  # no parameter gradients were computed
-    tight = attribution.integrated_gradients(model, tok, ids, sel, n_steps=2, start_steps=1, tolerance=1e-9,
-                                                 atol=0.0)
-    assert not tight.converged and tight.n_steps == 2 and [r[0] for r in tight.rounds] == [1, 2]
+    tight = attribution.integrated_gradients(model, tok, ids, sel, n_steps=5, start_steps=1, tolerance=1e-9,
+                                             atol=0.0)
+    assert not tight.converged and tight.n_steps == 4 and [r[0] for r in tight.rounds] == [2, 4]  # 8 > 5: stop
     assert "did not converge" in trust.convergence_html(tight) and "converged" in trust.convergence_html(a)
+
+
+def test_nested_trapezoid_reuses_its_gradients_and_is_a_true_trapezoid_rule(seq_run: engine.Run) -> None:
+    import torch
+
+    model, tok = seq_run.model, seq_run.tokenizer
+    ids = tok("Pt with CHF and dyspnea, discharged on metoprolol.")["input_ids"]
+    sel = attribution.class_log_odds(1)
+    from clinical_ft.interpret.attention import attn_implementation
+
+    seen: set[str] = set()
+    hook = attribution.embedding_layer(model).register_forward_hook(lambda *_: seen.add(attn_implementation(model)))
+    try:
+        nested = attribution.integrated_gradients(model, tok, ids, sel, n_steps=8, start_steps=2, tolerance=1e-9,
+                                                  atol=0.0)
+    finally:
+        hook.remove()
+    assert [r[0] for r in nested.rounds] == [2, 4, 8] and nested.n_steps == 8
+    assert seen == {"sdpa"}  # integrated gradients need no attention weights: the fast kernel throughout
+    # the same as the trapezoid rule on 8 intervals computed at once: (x - x') * sum_k w_k grad(x' + a_k (x - x'))
+    # with a_k = k/8 and weights 1/16, 1/8, ..., 1/8, 1/16 (9 gradients)
+    emb = attribution.embedding_layer(model)
+    x, xb = (emb(torch.tensor([v])).detach() for v in (ids, attribution.baseline_ids(ids, tok)))
+    grads = []
+    for a in np.linspace(0, 1, 9):
+        z = (xb + a * (x - xb)).requires_grad_(True)
+        with torch.enable_grad():
+            out = sel(model(inputs_embeds=z, attention_mask=torch.ones(1, len(ids), dtype=torch.long)))
+            grads.append(torch.autograd.grad(out.sum(), z)[0])
+    w = np.array([0.5] + [1.0] * 7 + [0.5]) / 8
+    direct = ((x - xb) * sum(float(wk) * g for wk, g in zip(w, grads))).sum(-1)[0].double().numpy()
+    np.testing.assert_allclose(nested.scores, direct, rtol=1e-4, atol=1e-6)
 
 
 def test_note_report_ranks_windows_and_states_faithfulness(seq_run: engine.Run, tmp_path: Path) -> None:

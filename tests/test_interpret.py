@@ -197,8 +197,12 @@ def test_ner_explain_cli(tiny_encoder: str, tmp_path: Path) -> None:
     save_run_file(rundir, card, TrainConfig(max_length=16, stride=4), labels)
     text = "Familial breast cancer & <i>cystic fibrosis</i> were ruled out; ataxia telangiectasia confirmed."
     out = tmp_path / "ner.html"
-    assert ner_cli.main(["explain", "--model", str(rundir), "--text", text, "--out", str(out), "--n-steps", "8"]) == 0
+    assert ner_cli.main(["explain", "--model", str(rundir), "--text", text, "--out", str(out), "--n-steps", "8",
+                         "--tolerance", "0"]) == 2
+    assert ner_cli.main(["explain", "--model", str(rundir), "--text", text, "--out", str(out), "--n-steps", "8",
+                         "--tolerance", "0.3"]) == 0
     html = out.read_text(encoding="utf-8")
+    assert "30% of |f(x) - f(baseline)|" in html or "tolerance 30%" in html  # --tolerance reached IG
     run = engine.load_run(ner.TASK, rundir)
     from clinical_ft.ner.explain import predict_entities
 

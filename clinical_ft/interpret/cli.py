@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClinicalFTError, InputError
+from .attribution import TOLERANCE
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n-steps", type=int, default=50, help="most integrated-gradient steps (adaptive: 8, doubled until "
-                   "|convergence delta| <= 5%% of |f(x) - f(baseline)|; default 50)")
+    p.add_argument("--n-steps", type=int, default=50, help="most integrated-gradient steps (adaptive: steps are doubled "
+                   "until |convergence delta| <= --tolerance; default 50)")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="IG stops adding steps once |convergence delta| "
+                   f"<= this share of |f(x) - f(baseline)| (default {TOLERANCE}); targets above it are flagged")
     p.add_argument("--no-attributions", action="store_true", help="attention only (much faster)")
 
 
@@ -40,6 +43,8 @@ def read_lines(path: str | Path) -> tuple[list[tuple[str, str]], int]:
 def check_steps(args: argparse.Namespace) -> None:
     if args.n_steps < 1:
         raise ClinicalFTError(f"--n-steps must be >= 1, found {args.n_steps}")
+    if not 0 < getattr(args, "tolerance", TOLERANCE) < 1:
+        raise ClinicalFTError(f"--tolerance must be between 0 and 1, found {args.tolerance}")
     if getattr(args, "limit", 1) < 1:
         raise ClinicalFTError(f"--limit must be >= 1, found {args.limit}")
 

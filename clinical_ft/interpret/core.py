@@ -10,7 +10,7 @@ import numpy as np
 
 from ..chunking import Window
 from .attention import attention_maps, b64, forward_with_attentions, pool, pool_bins, quantize
-from .attribution import Selector, integrated_gradients
+from .attribution import TOLERANCE, Selector, integrated_gradients
 from .heatmap import heatmap_png, safe_name, write_png
 from .html import ChunkView, TargetView, esc
 from .textmap import TokenRef, word_scores
@@ -112,17 +112,18 @@ def attribution_words(tokens: Sequence[TokenRef], scores: dict[int, np.ndarray],
 
 def attribute(target: TargetView, model: Any, tokenizer: Any, win: Window, selector: Selector,
               tokens: Sequence[TokenRef], spans: Sequence[tuple[int, int]], *, n_steps: int = 50,
-              extra_inputs: dict[str, Any] | None = None, view: ChunkView | None = None,
+              tolerance: float = TOLERANCE, extra_inputs: dict[str, Any] | None = None, view: ChunkView | None = None,
               prob: Selector | None = None, what: str = "p") -> list[tuple[int, int, float]]:
     """Integrated gradients of `selector` on one window (window 0 of `tokens`), merged into words;
     fills `target`'s colours, convergence details and, with `prob` (the target as a probability),
     the faithfulness of integrated gradients, attention of ``target.query`` (from `view`) and random.
+    `n_steps` and `tolerance` as in :func:`.attribution.integrated_gradients`.
 
     Returns:
         (start, end, score) per attributed word of the shown text.
     """
     a = integrated_gradients(model, tokenizer, win.input_ids, selector, token_type_ids=win.token_type_ids,
-                             extra_inputs=extra_inputs, n_steps=n_steps)
+                             extra_inputs=extra_inputs, n_steps=n_steps, tolerance=tolerance)
     words = attribution_words(tokens, {0: a.scores}, spans)
     target.scores = colour_scale(tokens, words)
     target.details = ig_details(a)
@@ -158,8 +159,8 @@ def ig_setting(n_steps: int, tolerance: float | None = None) -> str:
     from .attribution import START_STEPS, TOLERANCE
 
     tol = TOLERANCE if tolerance is None else tolerance
-    return (f"Gauss-Legendre, {START_STEPS} steps doubled up to {n_steps} until |convergence delta| &le; {100 * tol:.0f}% "
-            "of |f(x) - f(baseline)|, baseline [CLS]/[SEP] kept, [PAD] elsewhere")
+    return (f"trapezoid rule on {START_STEPS} intervals, halved (every gradient reused) up to {n_steps} until "
+            f"|convergence delta| &le; {100 * tol:.0f}% of |f(x) - f(baseline)|, baseline [CLS]/[SEP] kept, [PAD] elsewhere")
 
 
 def class_table(labels: Sequence[str], probs: Sequence[float], k: int) -> str:
@@ -200,7 +201,8 @@ def model_shape(model: Any) -> tuple[int, int]:
 
 
 def write_report(run: Any, out_html: str | Path, title: str, what: str, items: Sequence[Any],
-                 section: Any, *, attributions: bool, n_steps: int, setting: str = "") -> Path:
+                 section: Any, *, attributions: bool, n_steps: int, tolerance: float = TOLERANCE,
+                 setting: str = "") -> Path:
     """Render one section per item into a self-contained HTML report (PNGs in ``<stem>_heatmaps/``).
 
     Args:
@@ -212,6 +214,7 @@ def write_report(run: Any, out_html: str | Path, title: str, what: str, items: S
         section: ``section(item, n, folder) -> str`` HTML of item ``n``.
         attributions: whether integrated gradients were asked for (said in the intro).
         n_steps: integration steps (said in the intro).
+        tolerance: the integrated gradients' relative completeness tolerance (said in the intro).
         setting: extra intro text, e.g. the window size.
 
     Returns:
@@ -231,7 +234,7 @@ def write_report(run: Any, out_html: str | Path, title: str, what: str, items: S
         sections.append(section(item, n, folder))
         log.info("explained %s %d of %d", what, n + 1, len(items))
     intro = (f'<p class="note">Model: {esc(str(getattr(run, "path", "")))} &middot; task: {esc(run.card.name)} '
-             f"&middot; {setting}integrated gradients: {ig_setting(n_steps) if attributions else 'off'}. "
+             f"&middot; {setting}integrated gradients: {ig_setting(n_steps, tolerance) if attributions else 'off'}. "
              f"Heatmap PNGs: {esc(folder.name)}/</p>")
     return write_atomic(out_html, page(title, intro, sections))
 

@@ -91,7 +91,7 @@ def _explain(args: argparse.Namespace) -> int:
         raise ClinicalFTError(f"{args.input}: no non-blank line to explain")
     _, run = taskcli.open_run(args.model, (TASK,))
     out = explain_ner(run, docs, args.out, attributions=not args.no_attributions, n_steps=args.n_steps,
-                      max_entities=args.max_entities)
+                      tolerance=args.tolerance, max_entities=args.max_entities)
     skipped = f" ({blank} blank line(s) skipped)" if blank else ""
     print(f"{len(docs)} document(s) explained{skipped} -> {out}")
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..chunking import tokenize_windows
 from ..errors import ClinicalFTError
-from ..interpret.attribution import integrated_gradients, token_logit, token_prob
+from ..interpret.attribution import TOLERANCE, integrated_gradients, token_logit, token_prob
 from ..interpret.core import (
     attention_views,
     attribution_words,
@@ -67,7 +67,7 @@ def predict_entities(run: Any, text: str) -> tuple[list[Any], list[dict[str, Any
 
 
 def ner_section(run: Any, doc_id: str, text: str, n: int, folder: Path, *, attributions: bool = True,
-                n_steps: int = 50, max_entities: int = 20) -> str:
+                n_steps: int = 50, tolerance: float = TOLERANCE, max_entities: int = 20) -> str:
     """The report section of one document (its PNG heatmaps written to `folder`); arguments as in
     :func:`explain_ner`, `n` numbering the section."""
     model, tok = run.model, run.tokenizer
@@ -88,7 +88,8 @@ def ner_section(run: Any, doc_id: str, text: str, n: int, folder: Path, *, attri
         note, win, a = "attention only", windows[e["window"]], None
         if attributions and j < max_entities:
             a = integrated_gradients(model, tok, win.input_ids, token_logit(e["position"], e["label"]),
-                                     token_type_ids=win.token_type_ids, n_steps=n_steps)
+                                     token_type_ids=win.token_type_ids, n_steps=n_steps,
+                                     tolerance=tolerance)
             words = attribution_words(owner_tokens(windows, only={e["window"]}), {e["window"]: a.scores}, spans)
             target.scores = colour_scale(tokens, words)
             target.details = {"f(x) logit": a.value} | {k: v for k, v in ig_details(a).items() if k != "f(x)"}
@@ -114,7 +115,7 @@ def ner_section(run: Any, doc_id: str, text: str, n: int, folder: Path, *, attri
 
 
 def explain_ner(run: Any, docs: list[tuple[str, str]], out_html: str | Path, *, attributions: bool = True,
-                n_steps: int = 50, max_entities: int = 20) -> Path:
+                n_steps: int = 50, tolerance: float = TOLERANCE, max_entities: int = 20) -> Path:
     """Write one self-contained HTML report explaining a token classifier's entities.
 
     Args:
@@ -122,7 +123,8 @@ def explain_ner(run: Any, docs: list[tuple[str, str]], out_html: str | Path, *, 
         docs: (id, text) pairs.
         out_html: report path to write; PNG heatmaps go to ``<stem>_heatmaps/`` beside it.
         attributions: compute integrated gradients for each entity.
-        n_steps: integration steps.
+        n_steps: most integration steps.
+        tolerance: integrated gradients add steps until |delta| <= tolerance * |f(x) - f(baseline)|.
         max_entities: entities attributed per document; further ones are listed as not attributed.
 
     Returns:
@@ -130,5 +132,6 @@ def explain_ner(run: Any, docs: list[tuple[str, str]], out_html: str | Path, *, 
     """
     return write_report(run, out_html, "Entity explanations", "document", docs,
                         lambda d, n, folder: ner_section(run, d[0], d[1], n, folder, attributions=attributions,
-                                                         n_steps=n_steps, max_entities=max_entities),
-                        attributions=attributions, n_steps=n_steps)
+                                                         n_steps=n_steps, tolerance=tolerance,
+                                                         max_entities=max_entities),
+                        attributions=attributions, n_steps=n_steps, tolerance=tolerance)

@@ -185,11 +185,11 @@ class NerTask(Task):
         return [(i, f"{-c} predicted entit{'y' if c == -1 else 'ies'}") for c, i in counts[:2]]
 
     def explain_section(self, run: Any, example: Sentence, n: int, folder: Path, *, attributions: bool,
-                        n_steps: int = 50) -> str:
+                        n_steps: int = 50, tolerance: float = 0.05) -> str:
         from .explain import ner_section
 
         return ner_section(run, f"{example.source}:{example.line}", " ".join(example.words), n, folder,
-                           attributions=attributions, n_steps=n_steps)
+                           attributions=attributions, n_steps=n_steps, tolerance=tolerance)
 
 
 TASK = NerTask()

@@ -80,7 +80,8 @@ def _explain(args: argparse.Namespace) -> int:
     check_steps(args)
     task, run = taskcli.open_run(args.model, HEADS)
     examples, more = _examples(task, args, "explain")
-    out = explain_qa(run, examples, args.out, attributions=not args.no_attributions, n_steps=args.n_steps)
+    out = explain_qa(run, examples, args.out, attributions=not args.no_attributions, n_steps=args.n_steps,
+                     tolerance=args.tolerance)
     left = f" ({more} more left out by --limit {args.limit})" if more else ""
     print(f"{len(examples)} question(s) explained{left} -> {out}")
     return 0

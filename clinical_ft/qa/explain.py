@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Window
-from ..interpret.attribution import span_logits, span_prob
+from ..interpret.attribution import TOLERANCE, span_logits, span_prob
 from ..interpret.core import attribute, top_words_html, trust, write_report
 from ..interpret.html import TargetView, esc
 from ..interpret.textmap import word_spans
@@ -84,7 +84,8 @@ def _summary(ex: Any, cands: list[dict], windows: list[Window], w: int, cfg: Any
             f"<th>probability</th></tr>{rows}</table>" + top_words_html(pv.text, words, "the span score"))
 
 
-def qa_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True, n_steps: int = 50) -> str:
+def qa_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True, n_steps: int = 50,
+               tolerance: float = TOLERANCE) -> str:
     """The report section of one extractive question (its PNG heatmap written to `folder`)."""
     model, tok, cfg = run.model, run.tokenizer, run.cfg
     opts = task_options(run.task, cfg)
@@ -101,7 +102,7 @@ def qa_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = 
         what = "p(start) * p(end) of the answer span"
         if attributions:
             words = attribute(target, model, tok, windows[w], span_logits(s, e), pv.tokens, word_spans(tok, pv.text),
-                              n_steps=n_steps, view=pv.view, prob=span_prob(s, e), what=what)
+                              n_steps=n_steps, tolerance=tolerance, view=pv.view, prob=span_prob(s, e), what=what)
         else:
             trust(target, model, tok, windows[w], span_prob(s, e), pv.view, what=what)
         targets += [target, TargetView("attention of the answer's end token", "end", 0)]
@@ -111,7 +112,7 @@ def qa_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = 
 
 
 def explain_qa(run: Any, examples: list[Any], out_html: str | Path, *, attributions: bool = True,
-               n_steps: int = 50) -> Path:
+               n_steps: int = 50, tolerance: float = TOLERANCE) -> Path:
     """Write one self-contained HTML report explaining a QA model's answers: extractive spans, or
     yes/no(/maybe) labels for a yes/no run (yesno_explain.py).
 
@@ -122,13 +123,14 @@ def explain_qa(run: Any, examples: list[Any], out_html: str | Path, *, attributi
         out_html: report path to write; PNG heatmaps go to ``<stem>_heatmaps/`` beside it.
         attributions: compute integrated gradients of the best span's score (extractive) or of the
             predicted label's log-odds (yes/no).
-        n_steps: integration steps.
+        n_steps: most integration steps.
+        tolerance: integrated gradients add steps until |delta| <= tolerance * |f(x) - f(baseline)|.
 
     Returns:
         The path of the HTML report.
     """
     return write_report(run, out_html, "Answer explanations", "question", examples,
                         lambda ex, n, folder: run.task.explain_section(run, ex, n, folder, attributions=attributions,
-                                                                       n_steps=n_steps),
-                        attributions=attributions, n_steps=n_steps,
+                                                                       n_steps=n_steps, tolerance=tolerance),
+                        attributions=attributions, n_steps=n_steps, tolerance=tolerance,
                         setting=f"windows of {run.cfg.max_length} tokens, stride {run.cfg.stride} &middot; ")

@@ -159,10 +159,10 @@ class ExtractiveQATask(Task):
                               " answer")
 
     def explain_section(self, run: Any, example: QAExample, n: int, folder: Path, *, attributions: bool,
-                        n_steps: int = 50) -> str:
+                        n_steps: int = 50, tolerance: float = 0.05) -> str:
         from .explain import qa_section
 
-        return qa_section(run, example, n, folder, attributions=attributions, n_steps=n_steps)
+        return qa_section(run, example, n, folder, attributions=attributions, n_steps=n_steps, tolerance=tolerance)
 
 
 TASK = ExtractiveQATask()

@@ -99,10 +99,10 @@ class YesNoTask(Task):
         return most_and_least([(float(p["probability"]), i, p["label"]) for i, p in enumerate(predictions)])
 
     def explain_section(self, run: Any, example: YesNoExample, n: int, folder: Path, *, attributions: bool,
-                        n_steps: int = 50) -> str:
+                        n_steps: int = 50, tolerance: float = 0.05) -> str:
         from .yesno_explain import yesno_section
 
-        return yesno_section(run, example, n, folder, attributions=attributions, n_steps=n_steps)
+        return yesno_section(run, example, n, folder, attributions=attributions, n_steps=n_steps, tolerance=tolerance)
 
 
 TASK = YesNoTask()

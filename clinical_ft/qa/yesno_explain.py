@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Window
-from ..interpret.attribution import class_log_odds, class_prob
+from ..interpret.attribution import TOLERANCE, class_log_odds, class_prob
 from ..interpret.core import attribute, class_table, top_words_html, trust
 from ..interpret.html import TargetView, esc
 from ..interpret.textmap import word_spans
@@ -82,7 +82,8 @@ def _summary(run: Any, ex: Any, pred: YesNoPrediction, pv: PairView, words: list
             f"{' '.join(x for x in notes if x)}</p>" + table + top_words_html(pv.text, words, f"p({labels[k]})"))
 
 
-def yesno_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True, n_steps: int = 50) -> str:
+def yesno_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True, n_steps: int = 50,
+                  tolerance: float = TOLERANCE) -> str:
     """The report section of one yes/no question (its PNG heatmap written to `folder`)."""
     pred = predict_windows(run, ex)
     k, w = pred.label, pred.window
@@ -92,7 +93,8 @@ def yesno_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool
     what = f"p({run.labels[k]}) of the window"
     if attributions:
         words = attribute(target, run.model, run.tokenizer, pred.windows[w], class_log_odds(k), pv.tokens,
-                          word_spans(run.tokenizer, pv.text), n_steps=n_steps, view=pv.view, prob=class_prob(k),
+                          word_spans(run.tokenizer, pv.text), n_steps=n_steps, tolerance=tolerance, view=pv.view,
+                          prob=class_prob(k),
                           what=what)
     else:
         trust(target, run.model, run.tokenizer, pred.windows[w], class_prob(k), pv.view, what=what)

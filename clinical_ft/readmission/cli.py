@@ -16,6 +16,7 @@ from collections import Counter
 
 from .. import engine, taskcli
 from ..errors import ClinicalFTError
+from ..interpret.cli import add_common_args
 from ..taskapi import task_options
 from ..trainer import is_main_process
 from . import infer
@@ -163,10 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--notes", required=True, help="notes CSV (same reader as predict)")
     ex.add_argument("--ids", required=True, help="comma-separated admission ids to explain")
     ex.add_argument("--out", required=True, help="HTML report path")
-    ex.add_argument("--no-attributions", action="store_true", help="attention only (integrated gradients are slow)")
-    ex.add_argument("--n-steps", type=int, default=50, help="most integrated-gradient steps (adaptive from 8)")
-    ex.add_argument("--tolerance", type=float, default=0.05, help="IG stops adding steps once |convergence delta| "
-                    "<= this share of |f(x) - f(baseline)| (default 0.05); windows above it are flagged")
+    add_common_args(ex)  # --n-steps, --tolerance, --no-attributions
     ex.add_argument("--top-windows", type=int, default=2, help="windows explained word by word (default 2)")
     _add_columns(ex)
     de = sub.add_parser("demo", help="synthetic data -> prepare -> short train -> evaluate -> predict -> report")

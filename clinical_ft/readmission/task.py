@@ -209,11 +209,11 @@ class ReadmissionTask(Task):
         return [(hi[1], f"highest risk ({hi[0]:.3f})"), (lo[1], f"lowest risk ({lo[0]:.3f})")]
 
     def explain_section(self, run: Any, example: Note, n: int, folder: Path, *, attributions: bool,
-                        n_steps: int = 50) -> str:
+                        n_steps: int = 50, tolerance: float = 0.05) -> str:
         from ..interpret.notes import note_sections
 
         return note_sections(run, [(example.id, example.text)], folder, attributions=attributions,
-                             n_steps=n_steps, first_index=n)[0]
+                             n_steps=n_steps, tolerance=tolerance, first_index=n)[0]
 
 
 TASK = ReadmissionTask()

@@ -109,7 +109,8 @@ def _explain(args: argparse.Namespace) -> int:
         rows, more = select(read_tsv(args.input, require_labels=False), args.ids, args.limit, args.input)
         pairs = [pair_example(r.id, r.text, r.label, r.source) for r in rows]
     _, run = taskcli.open_run(args.model, (TASK,))
-    out = explain_relation(run, pairs, args.out, attributions=not args.no_attributions, n_steps=args.n_steps)
+    out = explain_relation(run, pairs, args.out, attributions=not args.no_attributions, n_steps=args.n_steps,
+                           tolerance=args.tolerance)
     left = f" ({more} more left out by --limit {args.limit})" if more else ""
     print(f"{len(pairs)} pair(s) explained{left} -> {out}")
     return 0

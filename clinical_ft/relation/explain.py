@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClinicalFTError
-from ..interpret.attribution import class_log_odds, class_prob
+from ..interpret.attribution import TOLERANCE, class_log_odds, class_prob
 from ..interpret.core import (
     attention_views,
     attribute,
@@ -129,7 +129,7 @@ def _summary(run: Any, probs: list[float], k: int, gold: str | None, pooling: st
 
 
 def relation_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: bool = True,
-                     n_steps: int = 50) -> str:
+                     n_steps: int = 50, tolerance: float = TOLERANCE) -> str:
     """The report section of one pair (its PNG heatmap written to `folder`)."""
     import torch
 
@@ -159,7 +159,7 @@ def relation_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: b
     what = f"p({run.labels[k]})"
     if attributions:
         words = attribute(target, model, tok, win, class_log_odds(k), tokens, spans, n_steps=n_steps,
-                          extra_inputs=extra, view=views[0], prob=class_prob(k), what=what)
+                          tolerance=tolerance, extra_inputs=extra, view=views[0], prob=class_prob(k), what=what)
     else:
         trust(target, model, tok, win, class_prob(k), views[0], extra_inputs=extra, what=what)
     targets = [target]
@@ -173,7 +173,7 @@ def relation_section(run: Any, ex: Any, n: int, folder: Path, *, attributions: b
 
 
 def explain_relation(run: Any, pairs: list[Any], out_html: str | Path, *, attributions: bool = True,
-                     n_steps: int = 50) -> Path:
+                     n_steps: int = 50, tolerance: float = TOLERANCE) -> Path:
     """Write one self-contained HTML report explaining a relation classifier's predictions.
 
     Args:
@@ -181,7 +181,8 @@ def explain_relation(run: Any, pairs: list[Any], out_html: str | Path, *, attrib
         pairs: (id, marked sentence) pairs, or pairs.RelExample objects (e.g. from a tsv).
         out_html: report path to write; PNG heatmaps go to ``<stem>_heatmaps/`` beside it.
         attributions: compute integrated gradients of the predicted label's log-odds.
-        n_steps: integration steps.
+        n_steps: most integration steps.
+        tolerance: integrated gradients add steps until |delta| <= tolerance * |f(x) - f(baseline)|.
 
     Returns:
         The path of the HTML report.
@@ -192,5 +193,5 @@ def explain_relation(run: Any, pairs: list[Any], out_html: str | Path, *, attrib
     examples = [pair_example(str(p[0]), p[1]) if isinstance(p, tuple) else p for p in pairs]
     return write_report(run, out_html, "Relation explanations", "pair", examples,
                         lambda ex, n, folder: relation_section(run, ex, n, folder, attributions=attributions,
-                                                               n_steps=n_steps),
-                        attributions=attributions, n_steps=n_steps)
+                                                               n_steps=n_steps, tolerance=tolerance),
+                        attributions=attributions, n_steps=n_steps, tolerance=tolerance)

@@ -255,10 +255,10 @@ class RelationTask(Task):
         return most_and_least([(float(p[1]), i, p[0]) for i, p in enumerate(predictions)])
 
     def explain_section(self, run: Any, example: RelExample, n: int, folder: Path, *, attributions: bool,
-                        n_steps: int = 50) -> str:
+                        n_steps: int = 50, tolerance: float = 0.05) -> str:
         from .explain import relation_section
 
-        return relation_section(run, example, n, folder, attributions=attributions, n_steps=n_steps)
+        return relation_section(run, example, n, folder, attributions=attributions, n_steps=n_steps, tolerance=tolerance)
 
 
 TASK = RelationTask()
