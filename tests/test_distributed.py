@@ -147,6 +147,30 @@ def test_interrupted_two_process_run_resumes_to_the_weights_of_accelerate_launch
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
+def test_two_process_token_budget_run_resumes_mid_epoch_to_the_same_weights(tiny_encoder: str, tmp_path: Path) -> None:
+    """With batch_tokens the resumed epoch replays its batches on every rank (the epoch reaches the sampler
+    through accelerate's batch skipping as well)."""
+    torchrun = [shutil.which("torchrun") or "torchrun", "--nproc_per_node", "2", "--master_port", "29533"]
+    extra = ("batch_tokens=100", "eval_strategy=steps", "eval_steps=4", "save_total_limit=5")
+    ref = _probe(torchrun, tmp_path / "ref", tiny_encoder, *extra)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    run = tmp_path / "run"
+    killed = _probe(torchrun, run, tiny_encoder, *extra, "--stop-after-save", "8")
+    assert killed.returncode != 0 and not (run / "metrics.json").exists()
+    assert (run / "checkpoints" / "checkpoint-8").is_dir(), killed.stderr[-3000:]
+    state = json.loads((run / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    assert 1 < state["epoch"] < 2 and state["epoch"] % 1 != 0  # in the second epoch, mid-way
+    resumed = _probe(torchrun, run, tiny_encoder, *extra)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics, ref_metrics = (json.loads((r / "metrics.json").read_text()) for r in (run, tmp_path / "ref"))
+    assert metrics["resumed_from_step"] == 8 and metrics["global_steps"] == ref_metrics["global_steps"] == 12
+    # the loss of steps 9-12 differs unless they saw the reference's batches (the kept weights are the
+    # best checkpoint's, which may predate step 8: they alone would not tell)
+    assert metrics["train_loss"] == pytest.approx(ref_metrics["train_loss"], rel=1e-6)
+    assert _digests(run) == _digests(tmp_path / "ref")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
 def test_leakage_refusal_on_rank_0_stops_every_rank(tiny_encoder: str, tmp_path: Path) -> None:
     import csv
 
