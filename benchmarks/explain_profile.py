@@ -8,7 +8,7 @@ of the same window measured alternately):
   the baseline on every ``attribute`` call, i.e. every round);
 - a torch.profiler table of one adaptive IG (the default nested trapezoid rule).
 
-    OMP_NUM_THREADS=2 flock -x /work/notes/cpu.lock python benchmarks/explain_profile.py --model /tmp/i17demo/run
+    OMP_NUM_THREADS=2 python benchmarks/explain_profile.py --model RUN_DIR   # on a quiet machine; RUN_DIR: <demo --out>/run
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ import math
 from typing import Any
 
 
+def feature_lengths(dataset: Any) -> list[int]:
+    """Tokens per feature of an encoded split: its ``length`` column where the task wrote one."""
+    return list(dataset["length"] if "length" in dataset.column_names else [len(x) for x in dataset["input_ids"]])
+
+
 def seeded_length_grouped_sampler(lengths: list[int], batch_size: int, seed: int) -> Any:
     """transformers' length grouping with an order that is a function of `seed` and the epoch only.
 

@@ -8,7 +8,6 @@ collator, decoding and scoring. Multi-GPU needs no code change:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
@@ -19,6 +18,7 @@ import numpy as np
 
 from . import __version__, distributed, encoders, leakage, methods, rundir
 from .atomic import write_json
+from .batching import feature_lengths
 from .config import TaskCard, TrainConfig
 from .errors import ClinicalFTError
 from .rundir import (  # noqa: F401  (public names of engine)
@@ -33,6 +33,7 @@ from .rundir import (  # noqa: F401  (public names of engine)
 )
 from .taskapi import Encoded, Task, input_name, selection_metric
 from .trainer import (
+    is_main_process,
     on_gpu,
     peak_memory_mb,
     precision_flags,
@@ -50,8 +51,7 @@ def _limit(examples: list[Any], n: int | None) -> list[Any]:
 
 def length_order(dataset: Any) -> np.ndarray:
     """Feature indices longest first (stable): batches of similar length pad little."""
-    lengths = dataset["length"] if "length" in dataset.column_names else [len(x) for x in dataset["input_ids"]]
-    return np.argsort(-np.asarray(lengths), kind="stable")
+    return np.argsort(-np.asarray(feature_lengths(dataset)), kind="stable")
 
 
 def restore_order(predictions: Any, order: np.ndarray) -> Any:
@@ -111,7 +111,7 @@ def train(
         check_resume(out, card, cfg)
     # rank 0 sets incomplete checkpoints aside; every rank gets its answer (or its error: no rank waits forever)
     resume_from, set_aside = distributed.on_main_first(lambda: rundir.resume_point(out, True))
-    if int(os.environ.get("RANK", "0")) == 0:  # said once per job
+    if is_main_process():  # said once per job
         for name in set_aside:
             log.warning("%s: %s was not saved whole (interrupted during the save): set aside as incomplete-%s",
                         out / "checkpoints", name, name)

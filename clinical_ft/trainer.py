@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .batching import seeded_length_grouped_sampler, token_budget_sampler
+from .batching import feature_lengths, seeded_length_grouped_sampler, token_budget_sampler
 from .config import TrainConfig
 from .distributed import single_process_as_plain
 
@@ -138,13 +138,12 @@ def trainer_class() -> type:
             if ds is None or not (self.batch_tokens or grouped and self.args.world_size <= 1):
                 return super()._get_train_sampler(train_dataset)
             full = self.train_dataset  # before the Trainer dropped the columns the model does not take
-            lengths = full["length"] if "length" in full.column_names and len(full) == len(ds) else \
-                [len(x) for x in ds["input_ids"]]
+            lengths = feature_lengths(full if len(full) == len(ds) else ds)
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             if self.batch_tokens:
-                return token_budget_sampler(list(lengths), self.batch_tokens, seed, self.args.process_index,
+                return token_budget_sampler(lengths, self.batch_tokens, seed, self.args.process_index,
                                             self.args.world_size)
-            return seeded_length_grouped_sampler(list(lengths), self.args.train_batch_size
+            return seeded_length_grouped_sampler(lengths, self.args.train_batch_size
                                                  * self.args.gradient_accumulation_steps, seed)
 
         def get_resumed_dataloader(self, dataloader: Any, steps: int) -> Any:
